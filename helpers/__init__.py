@@ -1,0 +1,39 @@
+"""gapscope helpers: the library. Arrays in, arrays out; no widget or notebook code.
+
+Submodules are imported lazily (``import helpers`` is fast and pulls in no torch):
+``helpers.device``, ``helpers.data``, ``helpers.models``, ``helpers.scoring``,
+``helpers.density``, ``helpers.clustering``, ``helpers.metrics``, ``helpers.selection``,
+``helpers.bandits``, ``helpers.synthesis``, ``helpers.store``, ``helpers.loop``,
+``helpers.experiments``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_SUBMODULES = (
+    "device",
+    "data",
+    "models",
+    "scoring",
+    "density",
+    "clustering",
+    "metrics",
+    "selection",
+    "bandits",
+    "synthesis",
+    "store",
+    "loop",
+    "experiments",
+)
+
+__all__ = list(_SUBMODULES) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"helpers.{name}")
+    raise AttributeError(f"module 'helpers' has no attribute {name!r}")
