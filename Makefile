@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m helpers.cli run --config experiments/default.yaml --out $(RUN_DIR)
+	$(BIN)/python -m helpers.cli run --config notebooks/grids/default.yaml --out $(RUN_DIR)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests

@@ -1,0 +1,775 @@
+"""Run a parameterized notebook over a grid, headlessly, and collect the results.
+
+``run_grid`` executes every parameter combination of a notebook with papermill, in local
+processes by default or as Ray tasks when asked. Each run gets its own folder::
+
+    out_dir/
+      grid.json                      the grid as asked
+      runs/<run_id>/params.json      the parameters injected into the notebook
+      runs/<run_id>/executed.ipynb   the executed notebook (kept for failures too)
+      runs/<run_id>/results.json     what the notebook wrote (one record per round)
+      runs/<run_id>/status.json      ok | failed, error and traceback, wall time
+
+A failing run is recorded and the others go on; re-running the grid skips finished runs.
+``collect(out_dir)`` turns the ``results.json`` files into one tidy table and says which
+runs are missing, failed or partial rather than averaging over them silently.
+
+The notebook contract: a cell tagged ``parameters`` and a ``run_dir`` parameter; the
+notebook writes ``{run_dir}/results.json`` as ``{"params": {...}, "rounds": [{...}, ...]}``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import time
+import traceback
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "expand_grid",
+    "run_id_for",
+    "run_one",
+    "run_grid",
+    "collect",
+    "summarize",
+    "RESULT_COLUMNS",
+    "score_pool_ray",
+    "learning_curves",
+    "labels_to_target",
+    "savings_vs_baseline",
+    "aulc",
+    "report_tables",
+    "make_report",
+    "load_grid_config",
+    "NOTEBOOK_DIR",
+]
+
+#: The repository's notebooks folder (experiment.ipynb, compare.ipynb, ...).
+NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+
+#: Columns ``collect`` guarantees (NaN where a run did not report a metric).
+RESULT_COLUMNS = (
+    "run_id",
+    "dataset",
+    "strategy",
+    "seed",
+    "round",
+    "labels",
+    "accuracy",
+    "macro_f1",
+    "auroc",
+    "ece",
+    "minority_recall",
+    "subgroup_gap",
+    "shifted_accuracy",
+    "coverage",
+    "evenness",
+    "d_score",
+    "wall_time",
+    "status",
+)
+
+STATUS_OK = "ok"
+STATUS_FAILED = "failed"
+
+
+def expand_grid(grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]]) -> list[dict]:
+    """Expand ``grid`` into a list of parameter dicts.
+
+    Parameters
+    ----------
+    grid : dict of name -> list of values, or list of such dicts, or list of parameter dicts
+        A dict is expanded as a cartesian product (scalars count as one-element lists).
+        A list is expanded element by element (each element a dict of lists or of scalars).
+    """
+    if isinstance(grid, Mapping):
+        if not grid:
+            raise ValueError("grid: expected at least one parameter, got an empty dict")
+        keys = list(grid)
+        values = []
+        for k in keys:
+            v = grid[k]
+            if isinstance(v, (str, bytes)) or not isinstance(v, Iterable):
+                v = [v]
+            v = list(v)
+            if not v:
+                raise ValueError(f"grid[{k!r}]: expected at least one value, got an empty list")
+            values.append(v)
+        return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values)]
+    if isinstance(grid, Sequence) and not isinstance(grid, (str, bytes)):
+        out: list[dict] = []
+        for i, g in enumerate(grid):
+            if not isinstance(g, Mapping):
+                raise TypeError(f"grid[{i}]: expected a dict, got {type(g).__name__}")
+            out.extend(expand_grid(g))
+        if not out:
+            raise ValueError("grid: expected at least one parameter combination, got none")
+        return out
+    raise TypeError(f"grid: expected a dict of lists or a list of dicts, got {type(grid).__name__}")
+
+
+def run_id_for(params: Mapping[str, Any]) -> str:
+    """A readable, stable id for one parameter combination (same params -> same id)."""
+    blob = json.dumps(params, sort_keys=True, default=str)
+    digest = hashlib.sha1(blob.encode()).hexdigest()[:8]
+    head = "-".join(str(params[k]) for k in ("dataset", "strategy", "seed") if k in params).replace(
+        "/", "_"
+    )
+    return f"{head}-{digest}" if head else digest
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def run_one(
+    notebook: str | os.PathLike,
+    params: Mapping[str, Any],
+    run_dir: str | os.PathLike,
+    *,
+    kernel_name: str = "python3",
+    execution_timeout: int | None = 1800,
+) -> dict:
+    """Execute ``notebook`` once with ``params`` into ``run_dir``; never raises for a notebook error.
+
+    Returns the status record (also written to ``run_dir/status.json``).
+    """
+    import papermill as pm
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    injected = dict(params)
+    injected["run_dir"] = str(run_dir.resolve())
+    _write_json(run_dir / "params.json", dict(params))
+    t0 = time.perf_counter()
+    status: dict[str, Any] = {"params": dict(params), "started": time.time()}
+    try:
+        pm.execute_notebook(
+            str(notebook),
+            str(run_dir / "executed.ipynb"),
+            parameters=injected,
+            kernel_name=kernel_name,
+            progress_bar=False,
+            store_widget_state=False,
+            execution_timeout=execution_timeout,
+            cwd=str(run_dir),
+        )
+        if not (run_dir / "results.json").exists():
+            raise RuntimeError("the notebook finished but wrote no results.json in run_dir")
+        status.update(status=STATUS_OK, error=None, traceback=None)
+    except Exception as exc:  # a failed run is recorded; the grid goes on
+        tb = traceback.format_exc()
+        status.update(
+            status=STATUS_FAILED, error=f"{type(exc).__name__}: {exc}"[:4000], traceback=tb[-20000:]
+        )
+    status["wall_time"] = time.perf_counter() - t0
+    status["finished"] = time.time()
+    _write_json(run_dir / "status.json", status)
+    return status
+
+
+def _is_done(run_dir: Path) -> bool:
+    p = run_dir / "status.json"
+    if not p.exists():
+        return False
+    try:
+        return json.loads(p.read_text()).get("status") == STATUS_OK
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def run_grid(
+    notebook: str | os.PathLike,
+    grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]],
+    *,
+    out_dir: str | os.PathLike,
+    workers: int = 1,
+    engine: str = "local",
+    resume: bool = True,
+    ray_address: str | None = None,
+    kernel_name: str = "python3",
+    execution_timeout: int | None = 1800,
+    progress: bool = True,
+) -> list[dict]:
+    """Execute ``notebook`` for every combination in ``grid`` with papermill.
+
+    Parameters
+    ----------
+    notebook : path
+        A notebook with a cell tagged ``parameters`` that accepts ``run_dir``.
+    grid : dict of lists or list of dicts
+        See :func:`expand_grid`.
+    out_dir : path
+        Run folder; one sub-folder per combination under ``out_dir/runs``.
+    workers : int, default 1
+        Concurrent runs (local processes, or concurrent Ray tasks).
+    engine : {"local", "ray"}, default "local"
+        ``"ray"`` submits each run as a Ray task (``ray_address`` or a local Ray).
+    resume : bool, default True
+        Skip combinations whose run folder already holds a successful status.
+
+    Returns
+    -------
+    list of dict
+        One status record per combination (``status`` is ``"ok"``, ``"failed"`` or ``"skipped"``).
+    """
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    import multiprocessing as mp
+
+    from tqdm.auto import tqdm
+
+    nb = Path(notebook)
+    if not nb.is_file():
+        raise ValueError(f"notebook: expected an existing .ipynb file, got {str(notebook)!r}")
+    if engine not in ("local", "ray"):
+        raise ValueError(f"engine: expected 'local' or 'ray', got {engine!r}")
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ValueError(f"workers: expected an int >= 1, got {workers!r}")
+    combos = expand_grid(grid)
+    out = Path(out_dir)
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    ids = [run_id_for(p) for p in combos]
+    if len(set(ids)) != len(ids):  # pragma: no cover - sha1 prefix clash
+        raise RuntimeError("two grid combinations mapped to the same run id")
+    _write_json(
+        out / "grid.json",
+        {"notebook": str(nb.resolve()), "runs": dict(zip(ids, combos, strict=True))},
+    )
+
+    results: dict[str, dict] = {}
+    todo = []
+    for rid, params in zip(ids, combos, strict=True):
+        rdir = out / "runs" / rid
+        if resume and _is_done(rdir):
+            results[rid] = {"run_id": rid, "status": "skipped", "params": params}
+        else:
+            todo.append((rid, params, rdir))
+
+    bar = tqdm(total=len(todo), desc="runs", disable=not progress or not todo)
+    if engine == "local":
+        if workers == 1:
+            for rid, params, rdir in todo:
+                results[rid] = {
+                    "run_id": rid,
+                    **run_one(
+                        nb,
+                        params,
+                        rdir,
+                        kernel_name=kernel_name,
+                        execution_timeout=execution_timeout,
+                    ),
+                }
+                bar.update(1)
+        else:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as ex:
+                futs = {
+                    ex.submit(
+                        run_one,
+                        str(nb),
+                        params,
+                        str(rdir),
+                        kernel_name=kernel_name,
+                        execution_timeout=execution_timeout,
+                    ): rid
+                    for rid, params, rdir in todo
+                }
+                for f in as_completed(futs):
+                    results[futs[f]] = {"run_id": futs[f], **f.result()}
+                    bar.update(1)
+    else:
+        import ray
+
+        started_here = False
+        if not ray.is_initialized():
+            if ray_address:
+                ray.init(address=ray_address, ignore_reinit_error=True, log_to_driver=False)
+            else:
+                ray.init(
+                    num_cpus=workers,
+                    include_dashboard=False,
+                    ignore_reinit_error=True,
+                    log_to_driver=False,
+                )
+            started_here = True
+        try:
+            remote = ray.remote(num_cpus=1)(run_one)
+            refs = {
+                remote.remote(
+                    str(nb.resolve()),
+                    params,
+                    str(rdir.resolve()),
+                    kernel_name=kernel_name,
+                    execution_timeout=execution_timeout,
+                ): rid
+                for rid, params, rdir in todo
+            }
+            pending = list(refs)
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                for r in done:
+                    results[refs[r]] = {"run_id": refs[r], **ray.get(r)}
+                    bar.update(1)
+        finally:
+            if started_here:
+                ray.shutdown()
+    bar.close()
+    return [results[rid] for rid in ids]
+
+
+def collect(out_dir: str | os.PathLike, *, strict: bool = False):
+    """One tidy table of every run's per-round results under ``out_dir``.
+
+    Rows: one per (run, round) for finished runs; one row with ``status`` "failed",
+    "missing" (in the grid, no status yet) or "partial" (fewer rounds than the run's
+    ``rounds`` parameter) and NaN metrics otherwise. Problems are listed in
+    ``table.attrs["problems"]`` and reported with a warning (``strict=True``: an error).
+    """
+    import numpy as np
+    import pandas as pd
+
+    out = Path(out_dir)
+    grid_path = out / "grid.json"
+    if not grid_path.exists():
+        raise ValueError(
+            f"out_dir: expected a run folder with grid.json (made by run_grid), got {str(out)!r}"
+        )
+    grid = json.loads(grid_path.read_text())["runs"]
+    rows: list[dict] = []
+    problems: list[str] = []
+    for rid, params in grid.items():
+        rdir = out / "runs" / rid
+        base = {
+            "run_id": rid,
+            "dataset": params.get("dataset"),
+            "strategy": params.get("strategy"),
+            "seed": params.get("seed"),
+            # the other grid parameters, as columns (dicts as JSON text), so tables can group by them
+            **{
+                k: (json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v)
+                for k, v in params.items()
+                if k not in ("dataset", "strategy", "seed", "round")
+            },
+        }
+        status_path = rdir / "status.json"
+        if not status_path.exists():
+            problems.append(f"{rid}: missing (never ran or still running)")
+            rows.append({**base, "status": "missing"})
+            continue
+        status = json.loads(status_path.read_text())
+        if status.get("status") != STATUS_OK:
+            problems.append(f"{rid}: failed: {status.get('error')}")
+            rows.append({**base, "status": "failed", "wall_time": status.get("wall_time")})
+            continue
+        res = json.loads((rdir / "results.json").read_text())
+        rounds = res.get("rounds", [])
+        expected = params.get("rounds")
+        state = "ok"
+        if expected is not None and len(rounds) < int(expected):
+            state = "partial"
+            problems.append(f"{rid}: partial: {len(rounds)} of {expected} rounds")
+        for r in rounds:
+            rows.append(
+                {
+                    **base,
+                    **{k: v for k, v in r.items() if k not in base},
+                    "status": state,
+                    "wall_time": status.get("wall_time"),
+                }
+            )
+    table = pd.DataFrame(rows)
+    for col in RESULT_COLUMNS:
+        if col not in table.columns:
+            table[col] = np.nan
+    front = list(RESULT_COLUMNS)
+    table = table[front + [c for c in table.columns if c not in front]]
+    table.attrs["problems"] = problems
+    if problems:
+        msg = f"collect: {len(problems)} of {len(grid)} runs are not complete: " + "; ".join(
+            problems[:10]
+        )
+        if strict:
+            raise RuntimeError(msg)
+        warnings.warn(msg, stacklevel=2)
+    return table
+
+
+def summarize(
+    table,
+    *,
+    metric: str = "accuracy",
+    by: Sequence[str] = ("dataset", "strategy"),
+    allow_partial: bool = False,
+):
+    """Mean and 95% t-interval of ``metric`` at the last round of every run, per group.
+
+    Refuses (``ValueError``) to average a table with failed, missing or partial runs unless
+    ``allow_partial`` is True; then only complete runs count and ``n_runs`` says how many.
+    """
+    import numpy as np
+    import pandas as pd
+    from scipy import stats
+
+    bad = table[table["status"] != "ok"]
+    if len(bad) and not allow_partial:
+        raise ValueError(
+            f"table: {bad['run_id'].nunique()} run(s) are failed, missing or partial "
+            f"({sorted(bad['status'].unique())}); pass allow_partial=True to summarise complete runs only"
+        )
+    ok = table[table["status"] == "ok"]
+    last = ok.sort_values("round").groupby("run_id").tail(1)
+    rows = []
+    for key, g in last.groupby(list(by), dropna=False):
+        vals = g[metric].astype(float).to_numpy()
+        n = len(vals)
+        mean = float(np.mean(vals)) if n else np.nan
+        half = (
+            float(stats.t.ppf(0.975, n - 1) * np.std(vals, ddof=1) / np.sqrt(n))
+            if n > 1
+            else np.nan
+        )
+        rows.append(
+            {
+                **dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True)),
+                f"{metric}_mean": mean,
+                "ci95": half,
+                "labels": float(g["labels"].mean()),
+                "n_runs": n,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _ray_scorer_class():
+    class _Scorer:
+        def __init__(self, ensemble_state: bytes, scores: tuple[str, ...]):
+            import io
+
+            from helpers.models import Ensemble
+
+            self.ensemble = Ensemble.load(io.BytesIO(ensemble_state))
+            self.scores = scores
+
+        def __call__(self, batch: dict) -> dict:
+            from helpers.scoring import score_pool
+
+            out = score_pool(
+                self.ensemble, batch["data"], scores=self.scores, batch_size=len(batch["data"])
+            )
+            return {k: out[k] for k in self.scores}
+
+    return _Scorer
+
+
+def score_pool_ray(
+    ensemble: Any,
+    X: Any,
+    *,
+    scores: Sequence[str] = ("predictive_entropy",),
+    batch_size: int = 4096,
+    concurrency: int = 2,
+    num_gpus_per_actor: float | None = None,
+    ray_address: str | None = None,
+) -> dict:
+    """``helpers.scoring.score_pool`` on Ray Data, for pools that outgrow one machine.
+
+    The pool becomes a Ray Dataset scored by an actor pool (``map_batches`` with
+    ``concurrency`` actors; one GPU each when the cluster has GPUs, unless
+    ``num_gpus_per_actor`` says otherwise). Each actor loads the ensemble once (from
+    ``Ensemble.save`` bytes). Order is preserved, so the result is in pool order and equals
+    the local ``score_pool`` on the same pool.
+    """
+    import io
+
+    import numpy as np
+    import ray
+
+    from helpers._validation import check_array
+
+    X = check_array(X, name="X", ndim=(2, 3), dtype=np.float32)
+    started_here = False
+    if not ray.is_initialized():
+        ray.init(
+            address=ray_address,
+            include_dashboard=False,
+            ignore_reinit_error=True,
+            log_to_driver=False,
+        )
+        started_here = True
+    try:
+        ctx = ray.data.DataContext.get_current()
+        ctx.execution_options.preserve_order = True
+        if num_gpus_per_actor is None:
+            num_gpus_per_actor = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+        buf = io.BytesIO()
+        ensemble.save(buf)
+        out = (
+            ray.data.from_numpy(X)
+            .map_batches(
+                _ray_scorer_class(),
+                fn_constructor_args=(buf.getvalue(), tuple(scores)),
+                batch_size=batch_size,
+                concurrency=concurrency,
+                num_gpus=num_gpus_per_actor,
+                batch_format="numpy",
+            )
+            .take_all()
+        )
+        return {k: np.asarray([row[k] for row in out]) for k in scores}
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+# ---------------------------------------------------------------------------- analysis
+def _t_interval(vals):
+    import numpy as np
+    from scipy import stats
+
+    vals = np.asarray(vals, dtype=float)
+    vals = vals[np.isfinite(vals)]
+    n = len(vals)
+    if n == 0:
+        return np.nan, np.nan, 0
+    mean = float(vals.mean())
+    if n < 2:
+        return mean, np.nan, n
+    return mean, float(stats.t.ppf(0.975, n - 1) * vals.std(ddof=1) / np.sqrt(n)), n
+
+
+def _complete(table):
+    return table[table["status"] == "ok"]
+
+
+def learning_curves(table, *, metric: str = "accuracy"):
+    """Mean and 95% t-interval of ``metric`` per (dataset, strategy, round) over complete runs."""
+    import pandas as pd
+
+    rows = []
+    for (d, s, r), g in _complete(table).groupby(["dataset", "strategy", "round"]):
+        mean, half, n = _t_interval(g[metric])
+        rows.append(
+            {
+                "dataset": d,
+                "strategy": s,
+                "round": r,
+                "labels": float(g["labels"].mean()),
+                "mean": mean,
+                "ci95": half,
+                "n_runs": n,
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["dataset", "strategy", "round", "labels", "mean", "ci95", "n_runs"]
+    )
+
+
+def labels_to_target(table, *, target_fraction: float = 0.95, metric: str = "accuracy"):
+    """Per complete run: labels needed to reach ``target_fraction`` of the full-data model.
+
+    The full-data accuracy of a dataset is the mean ``full_accuracy`` its runs reported
+    (the random runs compute it). ``labels_needed`` is NaN when a run never reached the
+    target within its budget (censored, and counted as such in ``savings_vs_baseline``).
+    """
+    import numpy as np
+    import pandas as pd
+
+    from helpers.metrics import labels_to_reach
+
+    ok = _complete(table)
+    if "full_accuracy" not in ok.columns or ok["full_accuracy"].notna().sum() == 0:
+        raise ValueError(
+            "table: no run reported full_accuracy (run the grid with a 'random' strategy)"
+        )
+    rows = []
+    for d, gd in ok.groupby("dataset"):
+        full = float(gd["full_accuracy"].dropna().mean())
+        target = target_fraction * full
+        for rid, g in gd.groupby("run_id"):
+            g = g.sort_values("labels")
+            need = labels_to_reach(g["labels"].to_numpy(float), g[metric].to_numpy(float), target)
+            rows.append(
+                {
+                    "dataset": d,
+                    "strategy": g["strategy"].iloc[0],
+                    "seed": g["seed"].iloc[0],
+                    "run_id": rid,
+                    "full_accuracy": full,
+                    "target": target,
+                    "labels_needed": np.nan if need is None else float(need),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def savings_vs_baseline(per_run, *, baseline: str = "random"):
+    """Labels saved against ``baseline``, paired by (dataset, seed), with a 95% t-interval.
+
+    Pairs where either run never reached the target are left out and counted in
+    ``censored``; ``saving_frac`` is the saving as a share of the baseline's labels.
+    """
+    import numpy as np
+    import pandas as pd
+
+    rows = []
+    for d, gd in per_run.groupby("dataset"):
+        base = gd[gd["strategy"] == baseline].set_index("seed")["labels_needed"]
+        for s, g in gd.groupby("strategy"):
+            if s == baseline:
+                continue
+            g = g.set_index("seed")["labels_needed"]
+            seeds = sorted(set(g.index) & set(base.index))
+            diffs, fracs, censored = [], [], 0
+            for sd in seeds:
+                a, b = base.loc[sd], g.loc[sd]
+                if np.isfinite(a) and np.isfinite(b):
+                    diffs.append(a - b)
+                    fracs.append((a - b) / a)
+                else:
+                    censored += 1
+            mean, half, n = _t_interval(diffs)
+            fmean, fhalf, _ = _t_interval(fracs)
+            rows.append(
+                {
+                    "dataset": d,
+                    "strategy": s,
+                    "saving_labels": mean,
+                    "ci95": half,
+                    "saving_frac": fmean,
+                    "frac_ci95": fhalf,
+                    "n_pairs": n,
+                    "censored": censored,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def aulc(table, *, metric: str = "accuracy"):
+    """Area under the learning curve per run (trapezoid over labels, divided by the label range),
+    then mean and 95% interval per (dataset, strategy)."""
+    import numpy as np
+    import pandas as pd
+
+    per = []
+    for rid, g in _complete(table).groupby("run_id"):
+        g = g.sort_values("labels")
+        x, y = g["labels"].to_numpy(float), g[metric].to_numpy(float)
+        area = (
+            float(np.trapezoid(y, x) / (x[-1] - x[0]))
+            if len(x) > 1 and x[-1] > x[0]
+            else float(y[-1])
+        )
+        per.append(
+            {"dataset": g["dataset"].iloc[0], "strategy": g["strategy"].iloc[0], "aulc": area}
+        )
+    per = pd.DataFrame(per)
+    rows = []
+    for (d, s), g in per.groupby(["dataset", "strategy"]):
+        mean, half, n = _t_interval(g["aulc"])
+        rows.append({"dataset": d, "strategy": s, "aulc": mean, "ci95": half, "n_runs": n})
+    return pd.DataFrame(rows)
+
+
+def report_tables(table, *, target_fraction: float = 0.95, baseline: str = "random") -> dict:
+    """Every table of the report: final metrics, labels to target, savings, AULC."""
+    import pandas as pd
+
+    finals = []
+    ok = _complete(table)
+    last = ok.sort_values("round").groupby("run_id").tail(1)
+    for (d, s), g in last.groupby(["dataset", "strategy"]):
+        row = {"dataset": d, "strategy": s, "n_runs": len(g), "labels": float(g["labels"].mean())}
+        for m in (
+            "accuracy",
+            "macro_f1",
+            "auroc",
+            "ece",
+            "minority_recall",
+            "subgroup_gap",
+            "shifted_accuracy",
+            "coverage",
+            "evenness",
+            "d_score",
+        ):
+            if m in g.columns:
+                mean, half, _ = _t_interval(g[m])
+                row[m] = mean
+                row[f"{m}_ci95"] = half
+        finals.append(row)
+    out = {"final": pd.DataFrame(finals), "aulc": aulc(table)}
+    try:
+        per = labels_to_target(table, target_fraction=target_fraction)
+        out["labels_to_target"] = (
+            per.groupby(["dataset", "strategy"])
+            .agg(
+                target=("target", "first"),
+                labels_needed=("labels_needed", "mean"),
+                reached=("labels_needed", lambda v: int(v.notna().sum())),
+                runs=("labels_needed", "size"),
+            )
+            .reset_index()
+        )
+        out["savings"] = savings_vs_baseline(per, baseline=baseline)
+    except ValueError as exc:
+        out["labels_to_target"] = pd.DataFrame({"note": [str(exc)]})
+        out["savings"] = pd.DataFrame({"note": [str(exc)]})
+    return out
+
+
+def make_report(
+    out_dir: str | os.PathLike,
+    *,
+    html_path: str | os.PathLike | None = None,
+    target_fraction: float = 0.95,
+    baseline: str = "random",
+) -> Path:
+    """Execute ``compare.ipynb`` on ``out_dir`` and export it (without code) to HTML.
+
+    Returns the HTML path (default ``out_dir/report.html``); the executed notebook is kept
+    beside it as ``report.ipynb``.
+    """
+    import nbformat
+    import papermill as pm
+    from nbconvert import HTMLExporter
+
+    out = Path(out_dir).resolve()
+    html = Path(html_path) if html_path else out / "report.html"
+    executed = out / "report.ipynb"
+    pm.execute_notebook(
+        str(NOTEBOOK_DIR / "compare.ipynb"),
+        str(executed),
+        parameters={"out_dir": str(out), "target_fraction": target_fraction, "baseline": baseline},
+        kernel_name="python3",
+        progress_bar=False,
+        store_widget_state=False,
+        cwd=str(out),
+    )
+    exporter = HTMLExporter()
+    exporter.exclude_input = True
+    body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
+    html.write_text(body)
+    return html
+
+
+def load_grid_config(path: str | os.PathLike) -> dict:
+    """Read a grid YAML: ``notebook`` (default experiment.ipynb), ``grid`` (dict or list),
+    optional ``workers``, ``engine``, ``target_fraction``."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"config: expected an existing YAML file, got {str(path)!r}")
+    cfg = yaml.safe_load(p.read_text()) or {}
+    if "grid" not in cfg:
+        raise ValueError(f"config: {str(path)!r} has no 'grid' key")
+    nb = cfg.get("notebook", "experiment.ipynb")
+    nb_path = Path(nb) if Path(nb).is_absolute() else (NOTEBOOK_DIR / nb)
+    cfg["notebook"] = str(nb_path)
+    return cfg

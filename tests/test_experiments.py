@@ -1,0 +1,219 @@
+"""run_grid / collect / report statistics, including the failure paths (broken notebooks)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+
+from helpers import experiments as E
+
+TOY_SOURCE = """
+import json, os, time
+from pathlib import Path
+if mode == "bad-param" and not isinstance(x, int):
+    raise ValueError(f"x: expected an int, got {x!r}")
+rows = []
+for r in range(rounds):
+    if mode == "crash" and r == 1:
+        raise RuntimeError("deliberate failure in round 1")
+    if mode == "flaky" and Path(flag).exists():
+        raise RuntimeError("flaky: the flag file is present")
+    rows.append({"round": r, "labels": 10 * (r + 1), "accuracy": 0.5 + 0.1 * r + 0.01 * seed})
+if mode == "partial":
+    rows = rows[:1]
+Path(run_dir, "results.json").write_text(json.dumps({"rounds": rows}))
+"""
+
+
+def _toy_notebook(path: Path) -> Path:
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell(
+        'mode = "ok"\nx = 1\nseed = 0\nrounds = 3\nflag = ""\ndataset = "toy"\nstrategy = "s"\nrun_dir = ""'
+    )
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(TOY_SOURCE)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture
+def toy(tmp_path):
+    return _toy_notebook(tmp_path / "toy.ipynb")
+
+
+def test_expand_grid_product_and_list():
+    g = E.expand_grid({"a": [1, 2], "b": "x"})
+    assert g == [{"a": 1, "b": "x"}, {"a": 2, "b": "x"}]
+    g2 = E.expand_grid([{"a": [1]}, {"a": [2], "c": [3, 4]}])
+    assert g2 == [{"a": 1}, {"a": 2, "c": 3}, {"a": 2, "c": 4}]
+    with pytest.raises(ValueError, match=r"grid\['a'\]"):
+        E.expand_grid({"a": []})
+    with pytest.raises(TypeError, match="grid"):
+        E.expand_grid(42)
+    assert E.run_id_for({"dataset": "d", "strategy": "s", "seed": 1}) == E.run_id_for(
+        {"seed": 1, "strategy": "s", "dataset": "d"}
+    )
+
+
+def test_run_grid_records_failures_and_goes_on(toy, tmp_path):
+    out = tmp_path / "grid"
+    grid = [
+        {"mode": ["ok"], "seed": [0, 1]},
+        {"mode": ["crash"], "seed": [2]},
+        {"mode": ["bad-param"], "x": ["not-an-int"], "seed": [3]},
+    ]
+    statuses = E.run_grid(toy, grid, out_dir=out, workers=1, progress=False)
+    by_mode = {s["params"]["mode"]: s for s in statuses if s["params"]["seed"] >= 2}
+    assert [s["status"] for s in statuses if s["params"]["mode"] == "ok"] == ["ok", "ok"]
+    crash = by_mode["crash"]
+    assert crash["status"] == "failed"
+    assert "deliberate failure in round 1" in crash["traceback"]
+    assert "x: expected an int" in by_mode["bad-param"]["traceback"]
+    # the executed notebook of a failed run is kept, with the error in it
+    executed = out / "runs" / crash["run_id"] / "executed.ipynb"
+    nb = nbformat.read(executed, as_version=4)
+    assert nb.metadata.papermill.exception is True
+    saved = json.loads((out / "runs" / crash["run_id"] / "status.json").read_text())
+    assert saved["status"] == "failed" and saved["wall_time"] > 0
+
+
+def test_resume_skips_finished_and_retries_failed(toy, tmp_path):
+    out = tmp_path / "grid"
+    flag = tmp_path / "flag"
+    flag.write_text("on")
+    grid = [{"mode": ["ok"], "seed": [0]}, {"mode": ["flaky"], "flag": [str(flag)], "seed": [1]}]
+    first = E.run_grid(toy, grid, out_dir=out, progress=False)
+    assert [s["status"] for s in first] == ["ok", "failed"]
+    ok_dir = out / "runs" / first[0]["run_id"]
+    mtime = (ok_dir / "executed.ipynb").stat().st_mtime_ns
+    flag.unlink()
+    second = E.run_grid(toy, grid, out_dir=out, progress=False)
+    assert [s["status"] for s in second] == ["skipped", "ok"]
+    assert (ok_dir / "executed.ipynb").stat().st_mtime_ns == mtime
+    third = E.run_grid(toy, grid, out_dir=out, progress=False, resume=False)
+    assert [s["status"] for s in third] == ["ok", "ok"]
+
+
+def test_collect_reports_missing_failed_partial(toy, tmp_path):
+    out = tmp_path / "grid"
+    grid = [
+        {"mode": ["ok"], "seed": [0, 1]},
+        {"mode": ["partial"], "seed": [2]},
+        {"mode": ["crash"], "seed": [3]},
+    ]
+    E.run_grid(toy, grid, out_dir=out, progress=False)
+    # a run that is in the grid but never ran
+    meta = json.loads((out / "grid.json").read_text())
+    meta["runs"]["never-ran"] = {"mode": "ok", "seed": 9, "rounds": 3}
+    (out / "grid.json").write_text(json.dumps(meta))
+    grid_rounds = {"rounds": 3}
+    for rid, p in meta["runs"].items():
+        p.update(grid_rounds)
+    (out / "grid.json").write_text(json.dumps(meta))
+    with pytest.warns(UserWarning, match="not complete"):
+        table = E.collect(out)
+    states = table.groupby("run_id")["status"].first().value_counts().to_dict()
+    assert states == {"ok": 2, "partial": 1, "failed": 1, "missing": 1}
+    assert len(table.attrs["problems"]) == 3
+    assert set(E.RESULT_COLUMNS) <= set(table.columns)
+    with pytest.raises(ValueError, match="failed, missing or partial"):
+        E.summarize(table, by=("mode",))
+    s = E.summarize(table, by=("mode",), allow_partial=True)
+    assert int(s["n_runs"].iloc[0]) == 2  # only the complete runs
+    # mean of the two complete runs' last-round accuracy: 0.7 + 0.01*seed for seeds 0, 1
+    assert s["accuracy_mean"].iloc[0] == pytest.approx(0.705)
+    with pytest.raises(RuntimeError, match="not complete"):
+        E.collect(out, strict=True)
+
+
+def _table(rows):
+    t = pd.DataFrame(rows)
+    t["status"] = "ok"
+    t["run_id"] = t["dataset"] + "-" + t["strategy"] + "-" + t["seed"].astype(str)
+    return t
+
+
+def test_labels_to_target_and_paired_savings():
+    rows = []
+    # random reaches 0.76 (=0.95*0.8) at 40 labels, fast at 20 labels, 'never' never reaches it
+    for seed in range(3):
+        for lab, acc_r, acc_f, acc_n in [(10, 0.5, 0.6, 0.4), (20, 0.6, 0.76 + 0.01 * seed, 0.5), (40, 0.76, 0.8, 0.55)]:
+            rows.append({"dataset": "d", "strategy": "random", "seed": seed, "labels": lab, "round": lab,
+                         "accuracy": acc_r, "full_accuracy": 0.8})
+            rows.append({"dataset": "d", "strategy": "fast", "seed": seed, "labels": lab, "round": lab,
+                         "accuracy": acc_f, "full_accuracy": np.nan})
+            rows.append({"dataset": "d", "strategy": "never", "seed": seed, "labels": lab, "round": lab,
+                         "accuracy": acc_n, "full_accuracy": np.nan})
+    t = _table(rows)
+    per = E.labels_to_target(t, target_fraction=0.95)
+    assert per["target"].iloc[0] == pytest.approx(0.76)
+    need = per.groupby("strategy")["labels_needed"].apply(list).to_dict()
+    assert need["random"] == [40.0, 40.0, 40.0]
+    assert need["fast"] == [20.0, 20.0, 20.0]
+    assert all(math.isnan(v) for v in need["never"])
+    sav = E.savings_vs_baseline(per, baseline="random").set_index("strategy")
+    assert sav.loc["fast", "saving_labels"] == pytest.approx(20.0)
+    assert sav.loc["fast", "saving_frac"] == pytest.approx(0.5)
+    assert sav.loc["fast", "n_pairs"] == 3 and sav.loc["never", "censored"] == 3
+    au = E.aulc(t).set_index("strategy")
+    # random: trapezoid over (10,.5),(20,.6),(40,.76) / 30
+    expected = ((0.5 + 0.6) / 2 * 10 + (0.6 + 0.76) / 2 * 20) / 30
+    assert au.loc["random", "aulc"] == pytest.approx(expected)
+    lc = E.learning_curves(t).set_index(["strategy", "round"])
+    vals = np.array([0.76, 0.77, 0.78])
+    from scipy import stats
+
+    half = stats.t.ppf(0.975, 2) * vals.std(ddof=1) / np.sqrt(3)
+    assert lc.loc[("fast", 20), "mean"] == pytest.approx(vals.mean())
+    assert lc.loc[("fast", 20), "ci95"] == pytest.approx(half)
+
+
+def test_run_grid_bad_arguments(toy, tmp_path):
+    with pytest.raises(ValueError, match="notebook"):
+        E.run_grid(tmp_path / "nope.ipynb", {"a": [1]}, out_dir=tmp_path)
+    with pytest.raises(ValueError, match="engine"):
+        E.run_grid(toy, {"a": [1]}, out_dir=tmp_path, engine="spark")
+    with pytest.raises(ValueError, match="workers"):
+        E.run_grid(toy, {"a": [1]}, out_dir=tmp_path, workers=0)
+    with pytest.raises(ValueError, match="grid.json"):
+        E.collect(tmp_path / "empty")
+
+
+@pytest.mark.slow
+def test_local_processes_in_parallel(toy, tmp_path):
+    statuses = E.run_grid(toy, {"mode": ["ok"], "seed": [0, 1, 2]}, out_dir=tmp_path / "g", workers=2, progress=False)
+    assert [s["status"] for s in statuses] == ["ok", "ok", "ok"]
+
+
+@pytest.mark.slow
+def test_ray_engine_on_local_ray(toy, tmp_path):
+    pytest.importorskip("ray")
+    out = tmp_path / "g"
+    grid = [{"mode": ["ok"], "seed": [0, 1]}, {"mode": ["crash"], "seed": [2]}]
+    statuses = E.run_grid(toy, grid, out_dir=out, workers=2, engine="ray", progress=False)
+    assert sorted(s["status"] for s in statuses) == ["failed", "ok", "ok"]
+    with pytest.warns(UserWarning):
+        table = E.collect(out)
+    assert (table[table["status"] == "ok"].groupby("run_id").size() == 3).all()
+
+
+def test_cli_grid_config_errors(tmp_path):
+    with pytest.raises(ValueError, match="config"):
+        E.load_grid_config(tmp_path / "missing.yaml")
+    p = tmp_path / "g.yaml"
+    p.write_text("notebook: experiment.ipynb\n")
+    with pytest.raises(ValueError, match="no 'grid'"):
+        E.load_grid_config(p)
+    default = E.load_grid_config(Path(E.NOTEBOOK_DIR) / "grids" / "default.yaml")
+    combos = E.expand_grid(default["grid"])
+    assert len({c["seed"] for c in combos}) >= 5, "the default grid has at least 5 seeds"
+    assert {c["dataset"] for c in combos} == {"digits-lt", "mnist1d"}
+    assert os.path.exists(default["notebook"])
