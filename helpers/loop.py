@@ -753,7 +753,7 @@ class CurationLoop:
             shaper_state=self.state.get("shaper"),
             val=(self.dataset.val.X, self.dataset.val.labels),
             random_state=self._rng("synthesize"),
-            **{k: v for k, v in cfg.synthesis_options.items() if k != "n"},
+            **{k: v for k, v in cfg.synthesis_options.items() if k not in ("n", "generator")},
         )
         if getattr(batch, "shaper_state", None) is not None:
             self.state["shaper"] = batch.shaper_state
