@@ -16,6 +16,7 @@
 # Settings (environment, all optional):
 #   GAPSCOPE_PG_PORT (5432)  GAPSCOPE_PG_ROLE (gapscope)  GAPSCOPE_PG_PASSWORD (gapscope)
 #   GAPSCOPE_PG_DB (gapscope_test)  GAPSCOPE_PG_DIR (/var/tmp/gapscope-pg, pg_ctl path only)
+#   GAPSCOPE_PG_MODE (auto | pg_ctl: skip the Debian cluster tools, use a private data dir)
 # The password is a throw-away credential for a server reachable from this machine only.
 
 _gapscope_pg_main() {
@@ -70,7 +71,8 @@ _gapscope_pg_main() {
 
     # 2. start -----------------------------------------------------------------------------
     local sockdir
-    if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
+    if [ "${GAPSCOPE_PG_MODE:-auto}" != pg_ctl ] && command -v pg_ctlcluster >/dev/null 2>&1 \
+            && [ -d /etc/postgresql ]; then
         if ! pg_lsclusters -h 2>/dev/null | awk '{print $1" "$2}' | grep -qx "$ver main"; then
             echo "$log creating cluster $ver/main on port $port" >&2
             "${asroot[@]}" pg_createcluster "$ver" main --port "$port" >&2 || return 1
