@@ -48,8 +48,11 @@ synthesis = None
 synthesis_options = {}
 noise_rate = 0.0
 seed = 0
-compute_reference = "auto"   # full-data model accuracy: "auto" = only for strategy "random"
-run_dir = ""                  # where results.json goes; empty = a fresh temporary folder""", "parameters"),
+# full-data model accuracy: "auto" computes it only for strategy "random"
+compute_reference = "auto"
+# where results.json goes; empty means a fresh temporary folder
+run_dir = ""
+""", "parameters"),
     ("code", """import json, tempfile, time
 from pathlib import Path
 
@@ -77,7 +80,8 @@ if compute_reference is True or (compute_reference == "auto" and strategy == "ra
     from helpers import metrics as M
     ds = loop.dataset
     y_all = ds.oracle.true_labels(ds.pool.ids)
-    ens = Ensemble(n_members=n_members, n_classes=ds.n_classes, random_state=seed, **ensemble_options)
+    ens = Ensemble(n_members=n_members, n_classes=ds.n_classes, random_state=seed,
+                   **{**ensemble_options, "batch_size": max(256, ensemble_options.get("batch_size", 64))})
     ens.fit(ds.pool.X, y_all, X_val=ds.val.X, y_val=ds.val.labels)
     p = ens.predict_proba(ds.test.X).mean(axis=0)
     reference = {"full_accuracy": M.accuracy(ds.test.labels, p.argmax(1)), "full_labels": int(len(y_all))}
@@ -120,8 +124,10 @@ full-data model with the paired saving against random, area under the learning c
 ECE, minority-class recall, coverage/evenness over rounds and robustness on the shifted
 split. `gapscope report` executes this notebook and exports it to HTML."""),
     ("code", """# parameters
-out_dir = ""              # a run folder; empty = a tiny demo grid made here
-target_fraction = 0.95    # target = this share of the full-data model's accuracy
+# a run folder; empty means a tiny demo grid made here
+out_dir = ""
+# the target is this share of the full-data model's accuracy
+target_fraction = 0.95
 baseline = "random"
 """, "parameters"),
     ("code", """import tempfile
