@@ -1,0 +1,272 @@
+"""Real browser: JupyterLab + Debian's Chromium driven by Playwright (no `playwright install`).
+
+Opens notebooks/02_label_batches.ipynb, runs it, labels items by keyboard and by clicks,
+box-selects on the LatentMap several times in a row (with hover on), and checks what
+reached Python: the label store's events and the selection file the notebook writes.
+Screenshots go to test-artifacts/ (gitignored).
+
+Run: ``pytest -s tests/test_browser_lab.py`` (skips without /usr/bin/chromium).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+NOTEBOOK = ROOT / "notebooks" / "02_label_batches.ipynb"
+CHROME_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(),
+        reason=f"no Chromium at {CHROMIUM} (apt-get install -y chromium)",
+    ),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(pred, timeout, what, step=0.2):
+    end = time.time() + timeout
+    while time.time() < end:
+        val = pred()
+        if val:
+            return val
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def lab_server(tmp_path_factory):
+    """An isolated JupyterLab on 127.0.0.1 with a token; yields (base_url, token, out)."""
+    tmp = tmp_path_factory.mktemp("lab")
+    nbdir, out = tmp / "nb", tmp / "out"
+    nbdir.mkdir()
+    out.mkdir()
+    shutil.copy(NOTEBOOK, nbdir)
+    settings = tmp / "app-settings"
+    settings.mkdir()
+    (settings / "overrides.json").write_text(
+        json.dumps(
+            {
+                "@jupyterlab/apputils-extension:notification": {
+                    "fetchNews": "false",
+                    "checkForUpdates": False,
+                }
+            }
+        )
+    )
+    port, token = free_port(), "gapscope-test-token"
+    env = dict(
+        os.environ,
+        GAPSCOPE_RUN_DIR=str(out / "run"),  # the kernel inherits these
+        GAPSCOPE_SELECTION_FILE=str(out / "selection.json"),
+        GAPSCOPE_INTERACTIVE="1",
+        PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        JUPYTER_CONFIG_DIR=str(tmp / "cfg"),
+        JUPYTER_RUNTIME_DIR=str(tmp / "rt"),
+        IPYTHONDIR=str(tmp / "ipy"),
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={nbdir}",
+        "--allow-root",
+        "--LabApp.extension_manager=readonly",
+        "--LabApp.expose_app_in_browser=True",
+        f"--LabApp.user_settings_dir={tmp / 'user-settings'}",
+        f"--LabApp.workspaces_dir={tmp / 'ws'}",
+        f"--LabServerApp.app_settings_dir={settings}",
+    ]
+    log = open(tmp / "lab.log", "w")  # noqa: SIM115 - closed in finally
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+
+    def up():
+        assert proc.poll() is None, (tmp / "lab.log").read_text()[-3000:]
+        try:
+            urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
+            return True
+        except OSError:
+            return False
+
+    try:
+        wait_for(up, 60, "jupyter server")
+        yield base, token, out, tmp
+    finally:
+        proc.terminate()  # our own process only
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def _events(out: Path):
+    from helpers.store import LabelStore
+
+    with LabelStore(run_dir=out / "run", project="digits") as s:
+        ev = s.events()
+    return ev
+
+
+def _at_least(out: Path, n: int):
+    ev = _events(out)
+    return [ev] if len(ev) >= n else None
+
+
+def test_label_and_select_in_jupyterlab(lab_server):
+    from playwright.sync_api import sync_playwright
+
+    base, token, out, tmp = lab_server
+    ARTIFACTS.mkdir(exist_ok=True)
+    sel_file = out / "selection.json"
+    t0 = time.time()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROME_ARGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 1200})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.set_default_timeout(90_000)
+        try:
+            page.goto(f"{base}/lab/tree/{NOTEBOOK.name}?token={token}&reset")
+            # running before the kernel is up pops a "Select Kernel" dialog
+            page.get_by_text("Python 3 (ipykernel) | Idle").wait_for()
+            t_open = time.time()
+            page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+
+            cards = page.locator(".gl-card")
+            wait_for(lambda: cards.count() == 24, 120, "24 labeler cards")
+            plot = page.locator(".js-plotly-plot .draglayer .xy .nsewdrag").first
+            plot.wait_for(state="visible")
+            page.locator(".gs-make-batch").wait_for(state="visible")
+            t_render = time.time()
+            n_cells = page.evaluate("window.jupyterapp.shell.currentWidget.content.widgets.length")
+
+            # ---- keyboard: the labeler has focus after a click on its header
+            page.locator(".gl-progress").click()
+            for k in ["a", "x", "2", "f", " ", "Backspace"]:
+                page.keyboard.press(k)
+            ev = wait_for(lambda: _at_least(out, 6), 30, "6 keyboard events in the store")[0]
+            kinds = list(ev["kind"])
+            assert kinds[:2] == ["accept", "reject"], kinds
+            assert kinds[2] in ("accept", "correct") and kinds[3:6] == ["flag_bias", "skip", "undo"]
+            assert int(ev["ref_event"].iloc[5]) == int(ev["event_id"].iloc[3])
+            assert ev["cues"].iloc[0]["input"] == "key"
+            assert len(ev["cues"].iloc[0]["exemplars_shown"]) == 3
+            assert ev["cues"].iloc[0]["ms_on_item"] > 0
+            # JupyterLab's own a / x shortcuts did not fire (no cell added or cut)
+            assert (
+                page.evaluate("window.jupyterapp.shell.currentWidget.content.widgets.length")
+                == n_cells
+            )
+            page.locator(".gl-progress", has_text="3 / 24 done").wait_for()
+            assert "gl-reject" in (cards.nth(1).get_attribute("class") or "")
+
+            # ---- clicks: reject button, relabel menu, tag chip, then batch accept
+            cards.nth(10).locator(".gl-b-reject").click()
+            cards.nth(11).locator("select.gl-relabel").select_option("7")
+            cards.nth(12).locator(".gl-chip", has_text="blurry").click()
+            wait_for(lambda: _at_least(out, 9), 30, "3 click events")
+            page.locator(".gl-accept-all").click()
+            ev = wait_for(lambda: _at_least(out, 10), 30, "accept-all events")[0]
+            clicks = ev.iloc[6:9]
+            assert list(clicks["kind"])[0] == "reject"
+            assert list(clicks["kind"])[1] in ("correct", "accept")
+            assert clicks["label"].iloc[1] == 7 and clicks["tags"].iloc[2] == ["blurry"]
+            assert clicks["cues"].iloc[0]["input"] == "click"
+            batch = ev.iloc[9:]
+            assert set(batch["kind"]) == {"accept"} and len(batch) == 24 - 5
+            page.locator(".gl-progress", has_text="24 / 24 done").wait_for()
+            page.locator(".gl-root").screenshot(path=str(ARTIFACTS / "lab_labeler.png"))
+
+            # ---- box select on the map, several drags in a row (hover stays on)
+            plot.scroll_into_view_if_needed()
+            page.wait_for_timeout(300)
+            box = plot.bounding_box()
+
+            def at(fx, fy):
+                return box["x"] + box["width"] * fx, box["y"] + box["height"] * fy
+
+            picks, seen = [], 0
+            for k, (x0, x1) in enumerate([(0.05, 0.3), (0.35, 0.6), (0.65, 0.78)]):
+                page.mouse.move(*at((x0 + x1) / 2, 0.5), steps=4)  # hover over points first
+                page.mouse.move(*at(x0, 0.25), steps=4)
+                page.mouse.down()
+                page.mouse.move(*at(x1, 0.97), steps=10)
+                page.mouse.up()
+                # plotly.js clears the old box when a new drag starts (an empty selection
+                # reaches Python first), then sends the new box on mouse-up
+                got = wait_for(
+                    lambda n=seen: (
+                        sel_file.exists()
+                        and (d := json.loads(sel_file.read_text()))["n_selections"] > n
+                        and d["ids"]
+                        and d
+                    ),
+                    20,
+                    f"selection {k + 1} in Python",
+                )
+                seen = got["n_selections"]
+                picks.append(got["ids"])
+            assert got["sizes"] == [len(picks[0]), 0, len(picks[1]), 0, len(picks[2])], got
+            assert all(len(p) > 0 for p in picks), [len(p) for p in picks]
+            assert not (set(picks[0]) & set(picks[1])) and not (set(picks[1]) & set(picks[2]))
+            page.wait_for_timeout(300)
+            page.locator(".js-plotly-plot").first.screenshot(path=str(ARTIFACTS / "lab_map.png"))
+
+            # ---- sampler: a slider change (debounced) redraws the proposal, the button
+            #      turns it into the labeler's next batch
+            page.locator(".gs-msg", has_text="24 pool items proposed").wait_for()
+            count = page.locator("input.gs-count")
+            count.focus()
+            for _ in range(4):
+                page.keyboard.press("ArrowLeft")
+            page.locator(".gs-msg", has_text="20 pool items proposed").wait_for()
+            page.locator(".gs-make-batch").click()
+            wait_for(lambda: cards.count() == 20, 30, "the sampler's batch in the labeler")
+            page.locator(".gl-progress", has_text="/ 20 done").wait_for()
+            page.screenshot(path=str(ARTIFACTS / "lab_page.png"))
+            t_done = time.time()
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "lab_failure.png"))
+            raise
+        finally:
+            browser.close()
+    assert not errors, errors
+    print(
+        f"\nopen+kernel {t_open - t0:.1f}s, run+render {t_render - t_open:.1f}s, "
+        f"interactions {t_done - t_render:.1f}s; selections {[len(p) for p in picks]}"
+    )

@@ -1,0 +1,656 @@
+"""Python-side widget tests (anywidget style): set traits or send the exact messages the
+browser sends, then check the label store, the callbacks and the synced state.
+
+What these cannot see (rendering, plotly.js geometry, key focus, message timing) is
+covered by tests/test_browser_lab.py and tests/test_browser_marimo.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from widgets import (
+    KEYMAP,
+    Labeler,
+    LabelerError,
+    LatentMap,
+    LoopDashboard,
+    SamplerPanel,
+    item_preview,
+    map_density,
+    nearest_exemplars,
+    selection_mask,
+)
+from widgets._common import parse_svg_path, png_bytes, points_in_polygon
+
+
+# ----------------------------------------------------------------------------- fixtures
+@pytest.fixture
+def store(tmp_path):
+    from helpers.store import LabelStore
+
+    s = LabelStore(run_dir=tmp_path)
+    s.set_schema(labels=[0, 1, 2], tags=["blurry", "ambiguous"])
+    s.add_items([f"it{k}" for k in range(12)], dataset="toy")
+    yield s
+    if not s.closed:
+        s.close()
+
+
+@pytest.fixture
+def images(rng):
+    return {f"it{k}": rng.uniform(size=(8, 8)) for k in range(12)}
+
+
+def make_labeler(store, images, n=6, **kw):
+    ids = [f"it{k}" for k in range(n)]
+    kw.setdefault("model_labels", [k % 3 for k in range(n)])
+    kw.setdefault("confidence", np.linspace(0.4, 0.9, n))
+    kw.setdefault("exemplars", [["it9", "it10", "it11"]] * n)
+    return Labeler(store, ids, content=images, kind="image", annotator="ann", **kw)
+
+
+def key(lab, k, ms=120):
+    """Exactly what labeler.js sends for a key press."""
+    lab._on_frontend_msg(lab, {"type": "key", "key": k, "index": lab.cursor, "ms": ms}, [])
+
+
+def click(lab, action, index, **extra):
+    """Exactly what labeler.js sends for a click on a card button."""
+    lab._on_frontend_msg(
+        lab, {"type": "action", "action": action, "index": index, "ms": 300, **extra}, []
+    )
+
+
+def rows(store):
+    ev = store.events()
+    return list(zip(ev["item_id"], ev["kind"], ev["label"], strict=True))
+
+
+# ----------------------------------------------------------------------------- _common
+def test_map_density_matches_exact_kde(rng):
+    # reference: exact Gaussian KDE in float64 with the same standardisation and bandwidth
+    xy = np.concatenate(
+        [rng.normal(size=(200, 2)) * [3.0, 0.5], rng.normal(size=(100, 2)) + [8.0, 2.0]]
+    )
+    gx, gy, z, at = map_density(xy, bandwidth=0.3, grid_size=256)
+    mu, sd = xy.mean(0), xy.std(0)
+    u = (xy - mu) / sd
+    d2 = ((u[:, None, :] - u[None, :, :]) ** 2).sum(-1)
+    exact = np.exp(-d2 / (2 * 0.3**2)).sum(1) / (len(u) * 2 * np.pi * 0.3**2) / (sd[0] * sd[1])
+    # FFTKDE bins onto the grid (linear binning) and we interpolate back: 3% relative
+    np.testing.assert_allclose(at, exact, rtol=0.03)
+    # the grid density integrates to 1 in map units (1e-3)
+    area = (gx[1] - gx[0]) * (gy[1] - gy[0])
+    assert abs(z.sum() * area - 1.0) < 1e-3
+    assert z.shape == (256, 256)
+
+
+@pytest.mark.parametrize("bad", [np.zeros((1, 2)), np.zeros((5, 3)), np.full((4, 2), np.nan)])
+def test_map_density_rejects_bad_maps(bad):
+    with pytest.raises(ValueError, match="xy"):
+        map_density(bad)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.tuples(st.floats(-5, 5), st.floats(-5, 5)), min_size=3, max_size=8),
+    st.integers(0, 10_000),
+)
+def test_points_in_polygon_matches_matplotlib(verts, seed):
+    from matplotlib.path import Path
+
+    poly = np.asarray(verts, dtype=np.float64)
+    pts = np.random.default_rng(seed).uniform(-6, 6, size=(200, 2))
+    ref = Path(poly).contains_points(pts)
+    got = points_in_polygon(pts, poly)
+    # points within 1e-9 of an edge may go either way; everything else must agree
+    assert (got == ref).mean() >= 0.99
+
+
+def test_parse_plotly_lasso_path():
+    p = parse_svg_path("M1.5,2L3e-1,-4.25L5,6Z")
+    np.testing.assert_array_equal(p, [[1.5, 2.0], [0.3, -4.25], [5.0, 6.0]])
+    with pytest.raises(ValueError, match="path"):
+        parse_svg_path("M1,2L3,4Z")
+
+
+def test_selection_mask_union_of_rect_and_lasso(rng):
+    xy = rng.uniform(0, 10, size=(500, 2))
+    sels = [
+        {"type": "rect", "x0": 6, "x1": 2, "y0": 1, "y1": 3, "xref": "x", "yref": "y"},
+        {"type": "path", "path": "M7,7L9,7L9,9L7,9Z", "xref": "x", "yref": "y"},
+    ]
+    ref = ((xy[:, 0] >= 2) & (xy[:, 0] <= 6) & (xy[:, 1] >= 1) & (xy[:, 1] <= 3)) | (
+        (xy[:, 0] > 7) & (xy[:, 0] < 9) & (xy[:, 1] > 7) & (xy[:, 1] < 9)
+    )
+    np.testing.assert_array_equal(selection_mask(xy, sels), ref)
+    assert not selection_mask(xy, []).any()
+
+
+def test_png_thumbnail_decodes_to_the_image(rng):
+    from PIL import Image
+
+    img = rng.uniform(size=(8, 8))
+    dec = np.asarray(Image.open(io.BytesIO(png_bytes(img))), dtype=np.float64)
+    np.testing.assert_allclose(dec / 255.0, img, atol=0.5 / 255 + 1e-12)
+    assert item_preview(img, "image")["src"].startswith("data:image/png;base64,")
+    assert item_preview(np.sin(np.arange(40)), "signal")["src"].startswith("data:image/svg+xml")
+    assert item_preview("a cat", "text") == {"text": "a cat"}
+    with pytest.raises(ValueError, match="kind"):
+        item_preview(img, "audio")
+
+
+def test_nearest_exemplars_match_brute_force(rng):
+    Zr, Zq = rng.normal(size=(30, 4)), rng.normal(size=(5, 4))
+    ids = [f"r{k}" for k in range(30)]
+    got = nearest_exemplars(Zq, Zr, ids, k=3)
+    d = ((Zq[:, None] - Zr[None]) ** 2).sum(-1)
+    assert got == [[ids[j] for j in np.argsort(row)[:3]] for row in d]
+    assert nearest_exemplars(Zq, Zr[:2], ids[:2], k=3)[0].__len__() == 2
+    with pytest.raises(ValueError, match="Z_ref"):
+        nearest_exemplars(Zq, Zr, ids[:3])
+
+
+# ----------------------------------------------------------------------------- Labeler
+def test_labeler_keyboard_writes_every_action_with_cues(store, images):
+    lab = make_labeler(store, images)
+    assert (lab.done, lab.total, lab.cursor) == (0, 6, 0)
+    assert lab.label_names == ["0", "1", "2"] and lab.tag_names == ["blurry", "ambiguous"]
+    key(lab, "a")  # it0 accept model label 0
+    key(lab, "x")  # it1 reject
+    key(lab, "1")  # it2: model says 2, annotator says 0 -> correct
+    key(lab, "f")  # it3 bias flag (cursor stays)
+    key(lab, " ")  # it3 skip -> cursor moves on
+    assert rows(store) == [
+        ("it0", "accept", 0),
+        ("it1", "reject", None),
+        ("it2", "correct", 0),
+        ("it3", "flag_bias", None),
+        ("it3", "skip", None),
+    ]
+    assert (lab.done, lab.cursor) == (3, 4)
+    assert [s["action"] for s in lab.states[:4]] == ["accept", "reject", "correct", "skip"]
+    assert lab.states[3]["bias"] is True and lab.states[3]["done"] is False
+    cues = store.events()["cues"].iloc[2]
+    assert cues["widget"] == "widgets.Labeler" and cues["widget_version"] == "0.1.0"
+    assert cues["confidence_shown"] == pytest.approx(0.6)
+    assert cues["model_label_shown"] == "2" and cues["exemplars_shown"] == ["it9", "it10", "it11"]
+    assert cues["ms_on_item"] == 120 and cues["input"] == "key"
+    # arrows move the cursor without writing
+    key(lab, "ArrowLeft")
+    key(lab, "ArrowLeft")
+    assert lab.cursor == 2 and len(store.events()) == 5
+    key(lab, "ArrowRight")
+    assert lab.cursor == 3
+    assert set(KEYMAP) >= {"a", "x", " ", "Backspace", "f", "ArrowLeft", "ArrowRight"}
+
+
+def test_labeler_undo_cancels_the_last_action(store, images):
+    lab = make_labeler(store, images)
+    key(lab, "a")
+    key(lab, "2")  # it1: model 1, picked "1" -> accept
+    key(lab, "Backspace")
+    ev = store.events()
+    assert list(ev["kind"]) == ["accept", "accept", "undo"]
+    assert int(ev["ref_event"].iloc[2]) == int(ev["event_id"].iloc[1])
+    assert lab.states[1]["done"] is False and lab.cursor == 1 and lab.done == 1
+    assert store.current_labels()["item_id"].tolist() == ["it0"]
+    key(lab, "Backspace")
+    assert lab.done == 0
+    key(lab, "Backspace")  # nothing left: message, no write
+    assert "nothing to undo" in lab.message and lab.message_kind == "error"
+    assert len(store.events()) == 4
+
+
+def test_labeler_clicks_tags_flags_and_batch_accept(store, images):
+    lab = make_labeler(store, images)
+    click(lab, "reject", 4)
+    click(lab, "tag", 4, tag="blurry")
+    click(lab, "tag", 4, tag="ambiguous")
+    click(lab, "tag", 4, tag="blurry")  # toggles off
+    click(lab, "relabel", 5, label="1")
+    click(lab, "flag_out_of_scope", 0)
+    assert lab.states[4]["tags"] == ["ambiguous"] and lab.states[4]["action"] == "reject"
+    assert lab.states[5]["action"] == "label" or lab.states[5]["action"] == "correct"
+    assert lab.states[0]["oos"] is True and lab.states[0]["done"] is True
+    assert store.events()["cues"].iloc[0]["input"] == "click"
+    before = len(store.events())
+    click(lab, "accept_all", 0)  # it1, it2, it3 are open
+    ev = store.events().iloc[before:]
+    assert list(ev["item_id"]) == ["it1", "it2", "it3"] and set(ev["kind"]) == {"accept"}
+    assert list(ev["label"]) == [1, 2, 0]
+    assert all(c["batch_action"] for c in ev["cues"])
+    assert lab.done == lab.total == 6
+    click(lab, "goto", 2)
+    assert lab.cursor == 2
+
+
+def test_labeler_reopened_after_restart_shows_progress_and_continues(store, images, tmp_path):
+    from helpers.store import LabelStore
+
+    lab = make_labeler(store, images)
+    key(lab, "a")
+    key(lab, "x")
+    key(lab, "1")  # it2: model 2, annotator 0 -> correct
+    store.close()
+    # a "kernel restart": new store object on the same file, new widget on the same batch
+    store2 = LabelStore(run_dir=tmp_path)
+    lab2 = make_labeler(store2, images)
+    assert lab2.done == 3 and lab2.cursor == 3
+    assert [s["action"] for s in lab2.states[:3]] == ["accept", "reject", "correct"]
+    assert lab2.states[2]["label"] == "0" and lab2.states[0]["label"] == "0"
+    key(lab2, "Backspace")  # undo reaches the event of the old session
+    assert lab2.states[2]["done"] is False and lab2.cursor == 2
+    key(lab2, "a")
+    assert lab2.done == 3
+    store2.close()
+
+
+def test_labeler_bad_input_is_visible_and_writes_nothing(store, images):
+    lab = make_labeler(store, images)
+    # unknown label key: 3 labels, key 7
+    with pytest.raises(LabelerError, match="no label 7"):
+        lab.press("7")
+    assert lab.message_kind == "error" and "no label 7" in lab.message
+    key(lab, "7")  # from the browser: shown, not raised
+    key(lab, "q")
+    assert "not a Labeler key" in lab.message and len(store.events()) == 0
+    with pytest.raises(ValueError, match="expected one of"):
+        lab.relabel("zebra")
+    with pytest.raises(ValueError, match="tag"):
+        lab.toggle_tag("nope")
+    # a batch with items the store does not hold: old batch stays, message, error
+    old = lab.item_ids
+    with pytest.raises(ValueError, match="not in the label store"):
+        lab.set_batch(["it0", "ghost1", "ghost2"])
+    assert lab.item_ids == old and "ghost1" in lab.message
+    with pytest.raises(ValueError, match="not in the label store"):
+        Labeler(store, ["ghost"], annotator="ann")
+    with pytest.raises(ValueError, match="model_labels"):
+        lab.set_batch(["it0"], model_labels=[7])
+    with pytest.raises(ValueError, match="confidence"):
+        lab.set_batch(["it0"], confidence=[1.5])
+    assert len(store.events()) == 0
+    # batch accept with an item lacking a model label: refused as a whole
+    lab.set_batch(["it0", "it1"], model_labels=None)
+    with pytest.raises(ValueError, match="no model label"):
+        lab.accept_all()
+    assert len(store.events()) == 0
+    # closed store: message + error, nothing half-written
+    lab.set_batch(["it0", "it1"], model_labels=[0, 1])
+    store.close()
+    with pytest.raises(ValueError, match="closed"):
+        lab.accept_all()
+    assert "closed" in lab.message and lab.message_kind == "error"
+    key(lab, "a")
+    assert "closed" in lab.message
+    assert lab.done == 0 and not any(s["done"] for s in lab.states)
+
+
+def test_labeler_int_ids_and_string_labels(tmp_path, rng):
+    from helpers.store import LabelStore
+
+    with LabelStore(run_dir=tmp_path) as s:
+        s.set_schema(labels=["cat", "dog"])
+        s.add_items([10, 11, 12], dataset="pets")
+        sig = {str(k): np.sin(np.arange(40) / (k - 8)) for k in (10, 11, 12)}
+        lab = Labeler(
+            s,
+            [10, 11, 12],
+            content=sig,
+            kind="signal",
+            model_labels=[1, "cat", "dog"],
+            label_names=["Cat", "Dog"],
+            annotator="a",
+        )
+        assert [it["model_label"] for it in lab.items] == ["Dog", "Cat", "Dog"]
+        key(lab, "a")
+        key(lab, "1")
+        ev = s.events()
+        assert list(ev["item_id"]) == [10, 11] and list(ev["label"]) == ["dog", "cat"]
+        assert lab.previews["10"]["src"].startswith("data:image/svg+xml")
+
+
+def test_labeler_state_serializes(store, images):
+    from ipywidgets.widgets.widget import _remove_buffers
+
+    lab = make_labeler(store, images, n=6)
+    state, _paths, _buffers = _remove_buffers(lab.get_state())
+    text = json.dumps(state)
+    assert "data:image/png;base64" in text and len(state["items"]) == 6
+    assert "export default" in state["_esm"] and ".gl-card" in state["_css"]
+
+
+def test_labeler_on_action_callback(store, images):
+    lab = make_labeler(store, images)
+    got = []
+    lab.on_action(got.append)
+    key(lab, "a")
+    lab.accept_all()
+    assert [g["action"] for g in got] == ["accept", "accept_all"]
+    assert got[0]["item_ids"] == ["it0"] and len(got[1]["item_ids"]) == 5
+
+
+# ----------------------------------------------------------------------------- LatentMap
+def relayout(fig, sels):
+    """The message plotly.js sends after a box / lasso drag (FigureWidget._js2py_relayout)."""
+    fig._js2py_relayout = {"relayout_data": {"selections": sels}, "source_view_id": "view"}
+
+
+@pytest.fixture
+def lmap(rng):
+    xy = rng.uniform(0, 10, size=(300, 2))
+    return LatentMap(
+        xy,
+        [f"p{k}" for k in range(300)],
+        uncertainty=rng.uniform(size=300),
+        cluster=rng.integers(0, 4, 300),
+        content=rng.uniform(size=(300, 8, 8)),
+        kind="image",
+    )
+
+
+def test_latent_map_box_and_lasso_selections_in_a_row(lmap):
+    got = []
+    lmap.on_select(got.append)
+    xy = lmap.xy
+    boxes = [(0.5, 2.5), (3.0, 5.0), (6.0, 8.0)]  # each drag outside the previous box
+    for x0, x1 in boxes:
+        relayout(
+            lmap.figure,
+            [{"type": "rect", "x0": x0, "x1": x1, "y0": 1, "y1": 9, "xref": "x", "yref": "y"}],
+        )
+    assert len(got) == 3
+    for (x0, x1), ids in zip(boxes, got, strict=True):
+        ref = [
+            f"p{k}"
+            for k in np.flatnonzero(
+                (xy[:, 0] >= x0) & (xy[:, 0] <= x1) & (xy[:, 1] >= 1) & (xy[:, 1] <= 9)
+            )
+        ]
+        assert ids == ref and len(ids) > 10
+    relayout(lmap.figure, [{"type": "path", "path": "M1,1L9,1L5,9Z", "xref": "x", "yref": "y"}])
+    from matplotlib.path import Path
+
+    ref = np.flatnonzero(Path([[1, 1], [9, 1], [5, 9]]).contains_points(xy))
+    assert got[-1] == [f"p{k}" for k in ref]
+    assert lmap.selected_ids == got[-1]
+    # plotly.js highlights a browser selection itself; Python must not restyle then
+    # (that makes plotly.js drop the selection box), so the overlay stays empty ...
+    assert len(lmap.figure.data[lmap._i_selected].x) == 0
+    lmap.select(["p1", "p2"])  # ... and marks programmatic selections
+    assert len(lmap.figure.data[lmap._i_selected].x) == 2 and got[-1] == ["p1", "p2"]
+    relayout(lmap.figure, [])  # double-click clears
+    assert got[-1] == [] and lmap.selected_ids == []
+
+
+def test_latent_map_selection_survives_hover_traffic(lmap):
+    # hover messages go through _js2py_pointsCallback; the selection through layout
+    got = []
+    lmap.on_select(got.append)
+    hover = {
+        "event_type": "plotly_hover",
+        "points": {
+            "xs": [1.0],
+            "ys": [1.0],
+            "point_indexes": [7],
+            "trace_indexes": [lmap._i_points],
+        },
+        "device_state": {
+            "alt": False,
+            "ctrl": False,
+            "meta": False,
+            "shift": False,
+            "button": 0,
+            "buttons": 0,
+        },
+    }
+    lmap.figure._js2py_pointsCallback = hover
+    relayout(
+        lmap.figure,
+        [{"type": "rect", "x0": 0, "x1": 5, "y0": 0, "y1": 5, "xref": "x", "yref": "y"}],
+    )
+    lmap.figure._js2py_pointsCallback = dict(hover, event_type="plotly_unhover")
+    assert len(got) == 1 and len(got[0]) > 20
+    assert lmap.hovered == "p7"
+    img = lmap.figure.layout.images[0]
+    assert img.visible is True and img.source == lmap.preview_uri("p7")
+    from PIL import Image
+
+    shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(img.source.split(",")[1]))))
+    np.testing.assert_allclose(shown[::8, ::8] / 255.0, lmap.content[7], atol=0.5 / 255 + 1e-12)
+
+
+def test_latent_map_colouring_and_marks_from_store(rng, tmp_path):
+    from helpers.store import LabelStore
+
+    ids = [f"p{k}" for k in range(40)]
+    xy = rng.normal(size=(40, 2))
+    with LabelStore(run_dir=tmp_path) as s:
+        s.set_schema(labels=[0, 1])
+        s.add_items(ids[:35], dataset="d")
+        s.add_items(ids[35:], dataset="d", source="synthetic")
+        s.record("p3", "label", annotator="a", label=1)
+        m = LatentMap(xy, ids, store=s, color_by="label", webgl=False)
+        assert len(m.figure.data[m._i_labeled].x) == 1
+        assert len(m.figure.data[m._i_synth].x) == 5
+        colors = m.figure.data[m._i_points].marker.color
+        assert colors[3] != colors[0] and colors[0] == "#cfcfcf"
+        m.color_by = "source"
+        assert (
+            m.figure.data[m._i_points].marker.color[36]
+            != m.figure.data[m._i_points].marker.color[0]
+        )
+        s.record("p4", "label", annotator="a", label=0)
+        m.refresh()
+        assert len(m.figure.data[m._i_labeled].x) == 2
+        m.color_by = "density"
+        np.testing.assert_allclose(m.figure.data[m._i_points].marker.color, map_density(xy)[3])
+        with pytest.raises(ValueError, match="uncertainty"):
+            m.color_by = "uncertainty"
+        with pytest.raises(ValueError, match="color_by"):
+            m.color_by = "banana"
+
+
+def test_latent_map_bad_input(rng):
+    with pytest.raises(ValueError, match="ids"):
+        LatentMap(rng.normal(size=(5, 2)), ["a", "b"])
+    with pytest.raises(ValueError, match="xy"):
+        LatentMap(rng.normal(size=(5, 3)), list("abcde"))
+    with pytest.raises(ValueError, match="uncertainty"):
+        LatentMap(rng.normal(size=(5, 2)), list("abcde"), uncertainty=[1, 2])
+    m = LatentMap(rng.normal(size=(5, 2)), list("abcde"), contours=False)
+    with pytest.raises(ValueError, match="not on the map"):
+        m.select(["zz"])
+    assert m.select(["b", "d"]) == ["b", "d"]
+
+
+# ----------------------------------------------------------------------------- SamplerPanel
+def test_sampler_proposal_follows_controls(rng):
+    from helpers.density import GaussianKDE, select_low_density
+
+    Z = np.concatenate([rng.normal(size=(150, 3)), rng.normal(size=(10, 3)) + 5])
+    ids = [f"z{k}" for k in range(160)]
+    m = LatentMap(Z[:, :2], ids, contours=False)
+    sp = SamplerPanel(Z, ids, latent_map=m, count=8, random_state=3)
+    # what the panel proposes is exactly helpers.density for the same settings
+    kde = GaussianKDE(bandwidth=sp.bandwidth, device="cpu").fit(Z)
+    ref = select_low_density(Z, kde, 8, eps=sp.eps, temperature=1.0, random_state=3)
+    assert sp.proposal["ids"] == [ids[k] for k in ref]
+    np.testing.assert_allclose(m.proposal_xy(), Z[ref, :2])
+    # a browser change set (debounced in JS) arrives as one update: one recompute
+    import helpers.density as hd
+
+    calls = []
+    real = hd.select_low_density
+
+    def counting(*a, **k):
+        calls.append(k["temperature"])
+        return real(*a, **k)
+
+    hd.select_low_density = counting
+    try:
+        sp.set_state({"count": 12, "temperature": 0.1})  # = one comm update from the browser
+    finally:
+        hd.select_low_density = real
+    assert calls == [0.1]  # one recompute for two changes
+    assert sp.n_proposed == 12 and m.proposal_xy().shape == (12, 2)
+    kde2 = GaussianKDE(bandwidth=sp.bandwidth, device="cpu").fit(Z)
+    ref2 = select_low_density(Z, kde2, 12, eps=sp.eps, temperature=0.1, random_state=3)
+    assert sp.proposal["ids"] == [ids[k] for k in ref2]
+    # at low temperature the far cluster (the sparse region) dominates the proposal
+    assert sum(int(i[1:]) >= 150 for i in sp.proposal["ids"]) >= 8
+
+
+def test_sampler_make_batch_button_and_synthetic(rng):
+    Z = rng.normal(size=(100, 2))
+    ids = [f"z{k}" for k in range(100)]
+    m = LatentMap(Z, ids, contours=False)
+    sp = SamplerPanel(Z, ids, latent_map=m, project=lambda z: z, count=5)
+    got = []
+    sp.on_batch(got.append)
+    sp._on_frontend_msg(sp, {"type": "make_batch"}, [])  # the button's message
+    assert len(got) == 1 and len(got[0]["ids"]) == 5 and sp.batches_made == 1
+    sp.strategy = "synthetic"
+    assert sp.proposal["ids"] is None and sp.proposal["Z"].shape == (5, 2)
+    np.testing.assert_allclose(m.proposal_xy(), sp.proposal["Z"])
+    sp.count = 500  # more than the pool: visible error
+    assert sp.message_kind == "error" and "count" in sp.message
+    with pytest.raises(ValueError, match="strategy"):
+        SamplerPanel(Z, ids, strategy="magic")
+    with pytest.raises(ValueError, match="project"):
+        SamplerPanel(Z, ids, latent_map=m, strategy="synthetic")
+
+
+# ----------------------------------------------------------------------------- LoopDashboard
+def test_dashboard_updates_when_a_round_ends():
+    import pandas as pd
+
+    hist = [
+        {
+            "round": 0,
+            "accuracy": 0.6,
+            "ece": 0.12,
+            "minority_recall": 0.2,
+            "cluster_entropy": 1.1,
+            "arm_pulls": [3, 1, 0],
+            "arm_rewards": [0.1, 0.5, 0.0],
+            "n_labeled": 40,
+        }
+    ]
+    dash = LoopDashboard(hist)
+    assert dash.series("accuracy") == [0.6] and dash.series("ece") == [0.12]
+    dash.add_round(
+        {
+            "round": 1,
+            "accuracy": 0.7,
+            "ece": 0.08,
+            "minority_recall": 0.4,
+            "cluster_entropy": 1.3,
+            "arm_pulls": {"0": 1, "1": 2, "2": 1},
+            "arm_rewards": {"0": 0.2, "1": 0.3, "2": 0.4},
+            "n_labeled": 80,
+        }
+    )
+    assert dash.rounds == [0, 1] and dash.series("minority_recall") == [0.2, 0.4]
+    pulls = dash.figure.data[dash._traces["arm_pulls"]]
+    assert list(pulls.x) == ["0", "1", "2"] and list(pulls.y) == [4.0, 3.0, 1.0]
+    assert list(dash.figure.data[dash._traces["arm_rewards"]].y) == [0.2, 0.3, 0.4]
+    assert dash.figure.data[dash._traces["macro_f1"]].visible is False
+    dash.update(pd.DataFrame(hist))
+    assert dash.rounds == [0]
+    with pytest.raises(TypeError, match="history"):
+        dash.update({"round": 0})
+    with pytest.raises(TypeError, match="accuracy"):
+        dash.add_round({"round": 2, "accuracy": "high"})
+    assert dash.rounds == [0]  # nothing half-applied
+
+
+def test_labeler_applies_browser_messages_in_sequence_order(store, images):
+    # custom messages can overtake each other; labeler.js numbers them per view
+    lab = make_labeler(store, images)
+    msgs = [
+        {"type": "key", "key": k, "uid": f"view1:{n}"}
+        for n, k in enumerate(["a", "x", "2"], start=1)
+    ]
+    for m in (msgs[0], msgs[2], msgs[1], msgs[1]):  # 3 before 2, then 2 twice
+        lab._on_frontend_msg(lab, m, [])
+    assert rows(store) == [("it0", "accept", 0), ("it1", "reject", None), ("it2", "correct", 1)]
+    assert list(store.events()["key"]) == ["view1:1", "view1:2", "view1:3"]
+
+
+def test_dashboard_reads_the_loop_shapes():
+    # helpers.loop: results() rows with d_score / labels / synthetic, and a bandit history of
+    # cumulative pulls and mean rewards (None for an arm never pulled)
+    rows_ = [
+        {
+            "round": 0,
+            "accuracy": 0.5,
+            "ece": 0.2,
+            "d_score": 1.0,
+            "labels": 20,
+            "synthetic": 0,
+            "per_class_recall": [0.5, 0.5],
+        },
+        {
+            "round": 1,
+            "accuracy": 0.6,
+            "ece": 0.1,
+            "d_score": 1.2,
+            "labels": 40,
+            "synthetic": 5,
+            "per_class_recall": [0.6, 0.6],
+        },
+    ]
+    bandit = [
+        {"round": 0, "pulls": [2, 0], "means": [0.3, None]},
+        {"round": 1, "pulls": [3, 4], "means": [0.25, 0.5]},
+    ]
+    dash = LoopDashboard()
+    dash.update(rows_, bandit_history=bandit)
+    assert dash.series("d_score") == [1.0, 1.2] and dash.series("labels") == [20.0, 40.0]
+    assert list(dash.figure.data[dash._traces["arm_pulls"]].y) == [3.0, 4.0]
+    assert list(dash.figure.data[dash._traces["arm_rewards"]].y) == [0.25, 0.5]
+    with pytest.raises(TypeError, match="bandit_history"):
+        dash.update(rows_, bandit_history=[{"round": 0}])
+    assert dash.series("d_score") == [1.0, 1.2]
+
+    class FakeLoop:
+        state = {"bandit_history": bandit[:1]}
+
+        def results(self):
+            import pandas as pd
+
+            return pd.DataFrame(rows_[:1])
+
+    dash.update_from_loop(FakeLoop())
+    assert dash.rounds == [0] and list(dash.figure.data[dash._traces["arm_pulls"]].y) == [2.0, 0.0]
+    assert np.isnan(dash.figure.data[dash._traces["arm_rewards"]].y[1])
+
+
+def test_latent_map_previews_for_signals_and_text(rng):
+    sig = rng.normal(size=(6, 40))
+    m = LatentMap(
+        rng.normal(size=(6, 2)), list("abcdef"), content=sig, kind="signal", contours=False
+    )
+    m.show_item("c")
+    assert m.figure.layout.images[0].source.startswith("data:image/svg+xml;base64,")
+    svg = base64.b64decode(m.figure.layout.images[0].source.split(",")[1]).decode()
+    assert svg.count(",") == 40  # one polyline vertex per sample
+    t = LatentMap(
+        rng.normal(size=(3, 2)),
+        ["x", "y", "z"],
+        content=["a cat", "a dog", "?"],
+        kind="text",
+        contours=False,
+    )
+    assert "a dog" in t.figure.data[t._i_points].text[1]
+    assert t.preview_uri("y") is None

@@ -1,0 +1,754 @@
+"""Labeler: a keyboard-first batch labeling widget (anywidget with its own front end).
+
+The widget is a view over a :class:`helpers.store.LabelStore`: every action is written to
+the store at once (append-only events with provenance cues) and the per-item state the
+grid shows is read back from ``store.status``. Re-opened on the same store (for example
+after a kernel restart) it therefore shows what was already done and continues.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import numpy as np
+import traitlets
+
+from ._common import ITEM_KINDS, WIDGETS_VERSION, item_preview
+
+_STATIC = Path(__file__).parent / "static"
+
+#: key -> action, the one mapping used by the browser and by :meth:`Labeler.press`.
+KEYMAP: dict[str, str] = {
+    "a": "accept",
+    "x": "reject",
+    " ": "skip",
+    "Backspace": "undo",
+    "f": "flag_bias",
+    "o": "flag_out_of_scope",
+    "ArrowRight": "next",
+    "ArrowDown": "next",
+    "ArrowLeft": "prev",
+    "ArrowUp": "prev",
+}
+
+#: actions that finish an item (the cursor moves on)
+_FINISHING = {"accept", "reject", "relabel", "skip", "flag_out_of_scope"}
+_ACTIONS = {
+    "accept",
+    "reject",
+    "relabel",
+    "skip",
+    "undo",
+    "flag_bias",
+    "flag_out_of_scope",
+    "tag",
+    "accept_all",
+    "next",
+    "prev",
+    "goto",
+}
+_DONE = {"accept", "reject", "correct", "label", "flag_out_of_scope"}
+
+
+class LabelerError(ValueError):
+    """An action the Labeler refused (the message is also shown in the widget)."""
+
+
+def _schema(store_schema: Any) -> tuple[list[Any], list[str]]:
+    """(labels as stored, tags) from ``store.schema()``."""
+    if not isinstance(store_schema, Mapping) or "labels" not in store_schema:
+        raise TypeError(
+            f"store.schema(): expected {{'labels': [...], 'tags': [...]}}, got {store_schema!r:.80}"
+        )
+    return list(store_schema["labels"]), [str(t) for t in store_schema.get("tags", ())]
+
+
+def _store_item_ids(store: Any) -> dict[str, Any]:
+    """``{str(id): id}`` of every item in the store (ids keep the store's int/str kind)."""
+    items = store.items()
+    col = "item_id" if "item_id" in items.columns else items.columns[0]
+    return {str(v): v for v in items[col].tolist()}
+
+
+class Labeler(anywidget.AnyWidget):
+    """Label a batch of items with the keyboard or the mouse; every action goes to the store.
+
+    Parameters
+    ----------
+    store : helpers.store.LabelStore
+        Open store whose schema holds the label names (``set_schema``) and that already
+        holds every item of the batch (``add_items``).
+    item_ids : sequence of str, length n (typically 20-50)
+        The batch, in display order.
+    content : mapping or callable, optional
+        ``content[item_id]`` or ``content(item_id)`` gives the item for its preview:
+        an image (h, w) in [0, 1], a 1-D signal, a vector, or text.
+    kind : {"image", "signal", "vector", "text"}
+        How to preview items (thumbnail, sparkline, sparkline, text).
+    model_labels : sequence of length n, optional
+        The model's label per item (a label name or an index into the schema's labels).
+    confidence : array of shape (n,), optional
+        The model's confidence in ``model_labels`` (values in [0, 1]).
+    exemplars : sequence of n sequences of item ids, optional
+        Nearest labeled exemplars per item (see ``widgets.nearest_exemplars``); up to 3
+        are shown, with their current label from the store and their preview.
+    exemplar_labels : sequence of n sequences, optional
+        Labels of those exemplars (schema labels); default: their current label in the
+        store (exemplars from a seed set outside the store need this).
+    label_names : sequence of str, optional
+        Display names of the schema's labels (e.g. a dataset's ``class_names``); keys
+        ``1``-``9`` pick them in this order.
+    annotator : str
+        Who is labeling; written with every event.
+    round : int
+        The loop round written with every event.
+    title : str
+        Heading shown above the grid.
+
+    Attributes
+    ----------
+    cursor : int
+        Index of the focused item (synced with the browser).
+    done, total : int
+        Progress: items with a finished action / batch size.
+    message : str
+        Last error or notice shown in the widget ("" when none).
+
+    Notes
+    -----
+    Keys (while the widget has focus): ``a`` accept, ``x`` reject, space skip, backspace
+    undo, ``f`` flag bias, ``o`` out of scope, ``1``-``9`` choose a label, arrows move.
+    Buttons on each card do the same; "Accept all" accepts every open item in one
+    transaction.
+    """
+
+    _esm = (_STATIC / "labeler.js").read_text(encoding="utf-8")
+    _css = (_STATIC / "labeler.css").read_text(encoding="utf-8")
+
+    items = traitlets.List(traitlets.Dict()).tag(sync=True)
+    previews = traitlets.Dict().tag(sync=True)
+    states = traitlets.List(traitlets.Dict()).tag(sync=True)
+    label_names = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    tag_names = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    cursor = traitlets.Int(0).tag(sync=True)
+    done = traitlets.Int(0).tag(sync=True)
+    total = traitlets.Int(0).tag(sync=True)
+    message = traitlets.Unicode("").tag(sync=True)
+    message_kind = traitlets.Unicode("").tag(sync=True)
+    title = traitlets.Unicode("").tag(sync=True)
+    annotator = traitlets.Unicode("annotator").tag(sync=True)
+    version = traitlets.Unicode(WIDGETS_VERSION).tag(sync=True)
+
+    def __init__(
+        self,
+        store: Any,
+        item_ids: Sequence[Any],
+        *,
+        content: Mapping[Any, Any] | Callable[[Any], Any] | None = None,
+        kind: str = "image",
+        model_labels: Sequence[Any] | None = None,
+        confidence: Any = None,
+        exemplars: Sequence[Sequence[Any]] | None = None,
+        exemplar_labels: Sequence[Sequence[Any]] | None = None,
+        label_names: Sequence[str] | None = None,
+        annotator: str = "annotator",
+        round: int = 0,
+        title: str = "",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if kind not in ITEM_KINDS:
+            raise ValueError(f"kind: expected one of {ITEM_KINDS}, got {kind!r}")
+        if not isinstance(annotator, str) or not annotator:
+            raise ValueError(f"annotator: expected a non-empty str, got {annotator!r}")
+        self.store = store
+        self.kind = kind
+        self.content = content
+        self.round = int(round)
+        self.annotator = annotator
+        self.title = title
+        self._session = uuid.uuid4().hex[:12]
+        self._undo_stack: list[tuple[str, Any]] = []  # (item_id, event_id) written here
+        self._sid: dict[str, Any] = {}  # str(id) -> id as the store keeps it (int or str)
+        self._inbox: dict[str, dict] = {}  # browser view -> next seq and held messages
+        self._t_item = time.monotonic()
+        self._action_callbacks: list[Callable[[dict], Any]] = []
+        self._labels, tags = _schema(self._call("schema"))
+        if not self._labels:
+            raise ValueError("store: its schema has no labels; call store.set_schema(labels) first")
+        if label_names is None:
+            names = [str(v) for v in self._labels]
+        else:
+            names = [str(v) for v in label_names]
+            if len(names) != len(self._labels):
+                raise ValueError(
+                    f"label_names: expected {len(self._labels)} names (one per schema label "
+                    f"{self._labels}), got {len(names)}"
+                )
+        self.label_names, self.tag_names = names, tags
+        self.on_msg(self._on_frontend_msg)
+        self.observe(self._on_cursor, names="cursor")
+        self.set_batch(
+            item_ids,
+            model_labels=model_labels,
+            confidence=confidence,
+            exemplars=exemplars,
+            exemplar_labels=exemplar_labels,
+        )
+
+    # ------------------------------------------------------------------ batch
+    def set_batch(
+        self,
+        item_ids: Sequence[Any],
+        *,
+        model_labels: Sequence[Any] | None = None,
+        confidence: Any = None,
+        exemplars: Sequence[Sequence[Any]] | None = None,
+        exemplar_labels: Sequence[Sequence[Any]] | None = None,
+    ) -> None:
+        """Show a new batch. On bad input the old batch stays, the widget shows why, and
+        ``ValueError`` is raised."""
+        try:
+            items, previews = self._build_batch(
+                item_ids, model_labels, confidence, exemplars, exemplar_labels
+            )
+            self._pending_items = items
+            try:
+                states = self._read_states([it["id"] for it in items])
+                undo_stack = self._restore_undo_stack([it["id"] for it in items])
+            finally:
+                del self._pending_items
+        except (ValueError, TypeError) as e:
+            self._show(str(e), "error")
+            raise
+        with self.hold_sync():
+            self.items, self.previews, self.states = items, previews, states
+            self.total = len(items)
+            self.done = sum(s["done"] for s in states)
+            nxt = [i for i, s in enumerate(states) if not s["done"]]
+            self.cursor = nxt[0] if nxt else 0
+            self.message, self.message_kind = "", ""
+        self._undo_stack = undo_stack
+
+    def _build_batch(self, item_ids, model_labels, confidence, exemplars, exemplar_labels):
+        if isinstance(item_ids, str) or not isinstance(item_ids, Sequence | np.ndarray):
+            raise TypeError(
+                f"item_ids: expected a sequence of item ids, got {type(item_ids).__name__}"
+            )
+        ids = [str(i) for i in item_ids]
+        n = len(ids)
+        if n == 0:
+            raise ValueError("item_ids: expected at least one item, got an empty batch")
+        if len(set(ids)) != n:
+            dup = sorted({i for i in ids if ids.count(i) > 1})
+            raise ValueError(f"item_ids: expected unique ids, got duplicates {dup[:5]}")
+        known = _store_item_ids(self._store_or_raise())
+        missing = [i for i in ids if i not in known]
+        if missing:
+            raise ValueError(
+                f"item_ids: {len(missing)} of {n} items are not in the label store "
+                f"(first: {missing[:5]}); add them with store.add_items first"
+            )
+        self._sid.update({i: known[i] for i in ids})
+        mlab: list[str | None] = [None] * n
+        if model_labels is not None:
+            if len(model_labels) != n:
+                raise ValueError(
+                    f"model_labels: expected {n} entries (one per item), got {len(model_labels)}"
+                )
+            for j, v in enumerate(model_labels):
+                mlab[j] = self._label_name(v, name="model_labels")
+        conf: list[float | None] = [None] * n
+        if confidence is not None:
+            c = np.asarray(confidence, dtype=np.float64).ravel()
+            if c.shape != (n,):
+                raise ValueError(f"confidence: expected shape ({n},), got {c.shape}")
+            if not np.all((c >= 0) & (c <= 1)):
+                raise ValueError(
+                    f"confidence: expected values in [0, 1], got min {np.nanmin(c):.3g} "
+                    f"max {np.nanmax(c):.3g}"
+                )
+            conf = [float(v) for v in c]
+        ex: list[list[str]] = [[] for _ in range(n)]
+        if exemplars is not None:
+            if len(exemplars) != n:
+                raise ValueError(
+                    f"exemplars: expected {n} lists (one per item), got {len(exemplars)}"
+                )
+            ex = [[str(e) for e in list(row)[:3]] for row in exemplars]
+        ex_lab: list[list[str | None]] = [[None] * len(row) for row in ex]
+        if exemplar_labels is not None:
+            if len(exemplar_labels) != n or any(
+                len(a) < len(b) for a, b in zip(exemplar_labels, ex, strict=True)
+            ):
+                raise ValueError("exemplar_labels: expected one label per exemplar of each item")
+            ex_lab = [
+                [self._label_name(v, name="exemplar_labels") for v in list(row)[: len(ex[j])]]
+                for j, row in enumerate(exemplar_labels)
+            ]
+        elif any(ex):
+            cur = self._call("current_labels")
+            known_lab = {str(i): v for i, v in zip(cur["item_id"], cur["label"], strict=True)}
+            ex_lab = [
+                [
+                    self._label_name(known_lab[e], name="store label") if e in known_lab else None
+                    for e in row
+                ]
+                for row in ex
+            ]
+        ex_ids = sorted({e for row in ex for e in row})
+        previews: dict[str, dict] = {}
+        if self.content is not None:
+            for i in list(ids) + ex_ids:
+                previews[i] = item_preview(self._content_of(i), self.kind)
+        items = [
+            {
+                "id": ids[j],
+                "model_label": mlab[j],
+                "confidence": conf[j],
+                "exemplars": [
+                    {"id": e, "label": lab} for e, lab in zip(ex[j], ex_lab[j], strict=True)
+                ],
+            }
+            for j in range(n)
+        ]
+        return items, previews
+
+    def _content_of(self, item_id: str) -> Any:
+        c = self.content
+        try:
+            return c(item_id) if callable(c) else c[item_id]  # type: ignore[index]
+        except (KeyError, IndexError) as e:
+            raise ValueError(f"content: no item {item_id!r} ({e})") from None
+
+    # ------------------------------------------------------------------ store access
+    def _store_or_raise(self) -> Any:
+        if self.store is None:
+            raise ValueError("store: expected an open LabelStore, got None")
+        if getattr(self.store, "closed", False):
+            raise ValueError("store: the label store is closed; open it again to label")
+        return self.store
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        store = self._store_or_raise()
+        try:
+            return getattr(store, method)(*args, **kwargs)
+        except (ValueError, TypeError, KeyError):
+            raise
+        except Exception as e:  # closed store / database errors -> one error type
+            raise ValueError(f"store.{method}: {type(e).__name__}: {e}") from e
+
+    def _read_states(self, ids: list[str]) -> list[dict]:
+        """Per-item state of this annotator, read back from ``store.status``."""
+        try:
+            st = self._call("status", [self._sid[i] for i in ids], annotator=self.annotator)
+            recs = st.to_dict("records")
+        except KeyError:  # helpers.store (2026-11-23) raises KeyError while no event matches
+            recs = []
+        rows = {str(r["item_id"]): r for r in recs}
+        model = {it["id"]: it["model_label"] for it in getattr(self, "_pending_items", self.items)}
+        return [self._normalise_state(rows.get(i), model.get(i)) for i in ids]
+
+    def _normalise_state(self, r: Mapping | None, model_label: str | None) -> dict:
+        if not r:
+            return {
+                "action": None,
+                "label": None,
+                "tags": [],
+                "bias": False,
+                "oos": False,
+                "done": False,
+            }
+        label = None if r.get("label") is None else self._label_name(r["label"], name="store label")
+        accepted = r.get("accepted")
+        oos = bool(r.get("flag_out_of_scope"))
+        last = r.get("last_kind")
+        if last in ("accept", "reject", "correct", "label", "skip", "flag_out_of_scope"):
+            action = last
+        elif oos:
+            action = "flag_out_of_scope"
+        elif accepted is False:
+            action = "reject"
+        elif label is not None:
+            action = "accept" if label == model_label else ("correct" if model_label else "label")
+        elif accepted is True:
+            action = "accept"
+        else:
+            action = None
+        done = label is not None or accepted is not None or oos
+        tags = r.get("tags") or []
+        return {
+            "action": action,
+            "label": label,
+            "tags": sorted(str(t) for t in tags),
+            "bias": bool(r.get("flag_bias")),
+            "oos": oos,
+            "done": bool(done),
+        }
+
+    def _restore_undo_stack(self, ids: list[str]) -> list[tuple[str, Any]]:
+        """This annotator's effective events on the batch (oldest first): what undo undoes,
+        also after a kernel restart."""
+        try:
+            evs = self._call(
+                "events", item_ids=[self._sid[i] for i in ids], annotator=self.annotator
+            )
+            if not len(evs):
+                return []
+        except KeyError:  # helpers.store (2026-11-23) raises KeyError while no event matches
+            return []
+        keep = evs[evs["effective"] & ~evs["kind"].isin(["undo", "skip"])]
+        return [(str(i), int(e)) for i, e in zip(keep["item_id"], keep["event_id"], strict=True)]
+
+    # ------------------------------------------------------------------ messages
+    def _show(self, text: str, kind: str = "info") -> None:
+        self.message, self.message_kind = text, kind
+
+    def _on_cursor(self, change: dict) -> None:
+        self._t_item = time.monotonic()
+
+    def on_action(self, callback: Callable[[dict], Any], *, remove: bool = False) -> None:
+        """Call ``callback(info)`` after each action was stored; ``info`` has ``action``,
+        ``item_ids``, ``event_ids`` and ``label``."""
+        if remove:
+            self._action_callbacks.remove(callback)
+        else:
+            self._action_callbacks.append(callback)
+
+    def _on_frontend_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        """Messages from the browser: {"type": "key"|"action", "uid": "<view>:<seq>", ...}.
+
+        Custom messages can reach the kernel out of order (seen with fast key presses), so
+        each browser view numbers its messages and they are applied in that order.
+        """
+        if not isinstance(content, Mapping):
+            return
+        uid = str(content.get("uid") or "")
+        view, _, seq = uid.rpartition(":")
+        if not view or not seq.isdigit():
+            self._apply_msg(content)
+            return
+        q = self._inbox.setdefault(view, {"next": 1, "held": {}})
+        n = int(seq)
+        if n < q["next"] or n in q["held"]:
+            return  # a duplicate
+        q["held"][n] = content
+        if len(q["held"]) > 32:  # a message never came: do not stall the labeler
+            q["next"] = min(q["held"])
+        while q["next"] in q["held"]:
+            self._apply_msg(q["held"].pop(q["next"]))
+            q["next"] += 1
+
+    def _apply_msg(self, content: Mapping) -> None:
+        try:
+            if content.get("type") == "key":
+                self.press(
+                    str(content.get("key", "")),
+                    index=content.get("index"),
+                    ms=content.get("ms"),
+                    source="key",
+                    uid=content.get("uid"),
+                )
+            elif content.get("type") == "action":
+                self.act(
+                    str(content.get("action", "")),
+                    index=content.get("index"),
+                    label=content.get("label"),
+                    tag=content.get("tag"),
+                    ms=content.get("ms"),
+                    source="click",
+                    uid=content.get("uid"),
+                )
+        except ValueError:
+            pass  # already shown in the widget by act(); the browser cannot take an exception
+
+    # ------------------------------------------------------------------ public actions
+    def press(self, key: str, *, index: int | None = None, **kw: Any) -> list[Any]:
+        """Handle a key exactly as the browser does (``"a"``, ``" "``, ``"3"``, ...)."""
+        if key in KEYMAP:
+            return self.act(KEYMAP[key], index=index, **kw)
+        if len(key) == 1 and key.isdigit() and key != "0":
+            k = int(key)
+            if k > len(self.label_names):
+                names = ", ".join(f"{i + 1} {n}" for i, n in enumerate(self.label_names))
+                msg = f"key {key!r}: there is no label {k} (labels: {names})"
+                self._show(msg, "error")
+                raise LabelerError(msg)
+            return self.act("relabel", index=index, label=self.label_names[k - 1], **kw)
+        msg = f"key {key!r}: not a Labeler key (a, x, space, backspace, f, o, 1-9, arrows)"
+        self._show(msg, "error")
+        raise LabelerError(msg)
+
+    def accept(self, index: int | None = None) -> list[Any]:
+        """Accept the model's label of item ``index`` (default: the focused item)."""
+        return self.act("accept", index=index)
+
+    def reject(self, index: int | None = None) -> list[Any]:
+        return self.act("reject", index=index)
+
+    def relabel(self, label: Any, index: int | None = None) -> list[Any]:
+        """Give item ``index`` the label ``label`` (a name or a 0-based index into labels)."""
+        return self.act("relabel", index=index, label=label)
+
+    def skip(self, index: int | None = None) -> list[Any]:
+        return self.act("skip", index=index)
+
+    def undo(self) -> list[Any]:
+        """Undo the last action written by this widget on this batch."""
+        return self.act("undo")
+
+    def flag_bias(self, index: int | None = None) -> list[Any]:
+        return self.act("flag_bias", index=index)
+
+    def flag_out_of_scope(self, index: int | None = None) -> list[Any]:
+        return self.act("flag_out_of_scope", index=index)
+
+    def toggle_tag(self, tag: str, index: int | None = None) -> list[Any]:
+        return self.act("tag", index=index, tag=tag)
+
+    def accept_all(self) -> list[Any]:
+        """Accept every item that has no finished action yet, in one transaction."""
+        return self.act("accept_all")
+
+    def act(
+        self,
+        action: str,
+        *,
+        index: int | None = None,
+        label: Any = None,
+        tag: str | None = None,
+        ms: float | None = None,
+        source: str = "api",
+        uid: str | None = None,
+    ) -> list[Any]:
+        """Apply one action and write it to the store at once; return the new event ids.
+
+        Raises
+        ------
+        ValueError
+            Unknown action, label or tag, an index outside the batch, or a store that
+            refused the write (closed, database error). The widget shows the message and
+            nothing is written.
+        """
+        try:
+            return self._act(action, index, label, tag, ms, source, uid)
+        except ValueError as e:
+            self._show(str(e), "error")
+            raise
+
+    def _act(self, action, index, label, tag, ms, source, uid) -> list[Any]:
+        if action not in _ACTIONS:
+            raise LabelerError(f"action: expected one of {sorted(_ACTIONS)}, got {action!r}")
+        n = len(self.items)
+        i = self.cursor if index is None else index
+        if not isinstance(i, int | np.integer) or isinstance(i, bool) or not 0 <= i < n:
+            raise LabelerError(f"index: expected an int in [0, {n}), got {index!r}")
+        i = int(i)
+        if action in ("next", "prev", "goto"):
+            self.cursor = (
+                min(n - 1, i + 1)
+                if action == "next"
+                else (max(0, i - 1) if action == "prev" else i)
+            )
+            return []
+        if action == "undo":
+            return self._do_undo(source, uid)
+        if action == "accept_all":
+            return self._do_accept_all(ms, source)
+        item = self.items[i]
+        state = self.states[i]
+        cues = self._cues(item, ms, source)
+        kw: dict[str, Any] = {}
+        if action == "accept":
+            kind = "accept"
+            if item["model_label"] is not None:
+                kw["label"] = self._store_label(item["model_label"])
+        elif action == "reject":
+            kind = "reject"
+        elif action == "skip":
+            kind = "skip"
+        elif action == "flag_bias":
+            kind = "flag_bias"
+        elif action == "flag_out_of_scope":
+            kind = "flag_out_of_scope"
+        elif action == "relabel":
+            name = self._label_name(label, name="label")
+            kw["label"] = self._store_label(name)
+            if item["model_label"] is None:
+                kind = "label"
+            elif name == item["model_label"]:
+                kind = "accept"
+            else:
+                kind = "correct"
+        else:  # tag: toggle one tag, the event carries the item's full tag set
+            if tag not in self.tag_names:
+                raise LabelerError(f"tag: expected one of {self.tag_names}, got {tag!r}")
+            tags = set(state["tags"])
+            tags ^= {tag}
+            kind, kw["tags"] = "tag", sorted(tags)
+        ev = self._call(
+            "record",
+            self._sid[item["id"]],
+            kind,
+            annotator=self.annotator,
+            round=self.round,
+            cues=cues,
+            key=uid,
+            **kw,
+        )
+        if kind != "skip":
+            self._undo_stack.append((item["id"], ev))
+        self._refresh([i])
+        if action in _FINISHING:
+            nxt = self._next_open(i)
+            self.cursor = nxt
+        else:
+            self._t_item = time.monotonic()
+        shown = self._label_name(kw["label"], name="label") if "label" in kw else None
+        self._show(f"{item['id']}: {kind}" + (f" {shown}" if shown is not None else ""))
+        self._emit(
+            {
+                "action": action,
+                "kind": kind,
+                "item_ids": [item["id"]],
+                "event_ids": [ev],
+                "label": kw.get("label"),
+            }
+        )
+        return [ev]
+
+    def _do_undo(self, source: str, uid: str | None = None) -> list[Any]:
+        if not self._undo_stack:
+            raise LabelerError("undo: nothing to undo in this batch")
+        item_id, ref = self._undo_stack[-1]
+        i = next(j for j, it in enumerate(self.items) if it["id"] == item_id)
+        ev = self._call(
+            "record",
+            self._sid[item_id],
+            "undo",
+            annotator=self.annotator,
+            ref_event=ref,
+            round=self.round,
+            cues=self._cues(self.items[i], None, source),
+            key=uid,
+        )
+        self._undo_stack.pop()
+        self._refresh([i])
+        self.cursor = i
+        self._show(f"{item_id}: undone")
+        self._emit(
+            {
+                "action": "undo",
+                "kind": "undo",
+                "item_ids": [item_id],
+                "event_ids": [ev],
+                "label": None,
+            }
+        )
+        return [ev]
+
+    def _do_accept_all(self, ms: float | None, source: str) -> list[Any]:
+        open_idx = [j for j, s in enumerate(self.states) if not s["done"]]
+        if not open_idx:
+            self._show("accept all: every item already has a decision")
+            return []
+        missing = [self.items[j]["id"] for j in open_idx if self.items[j]["model_label"] is None]
+        if missing:
+            raise LabelerError(
+                f"accept all: {len(missing)} open items have no model label to accept "
+                f"(first: {missing[:5]}); label them one by one"
+            )
+        events = [
+            {
+                "item_id": self._sid[self.items[j]["id"]],
+                "kind": "accept",
+                "annotator": self.annotator,
+                "label": self._store_label(self.items[j]["model_label"]),
+                "round": self.round,
+                "cues": self._cues(self.items[j], ms, source, batch=True),
+            }
+            for j in open_idx
+        ]
+        ids = list(self._call("record_many", events))
+        self._undo_stack.extend(
+            (self.items[j]["id"], ev) for j, ev in zip(open_idx, ids, strict=True)
+        )
+        self._refresh(open_idx)
+        self._show(f"accepted {len(ids)} items")
+        self._emit(
+            {
+                "action": "accept_all",
+                "kind": "accept",
+                "item_ids": [self.items[j]["id"] for j in open_idx],
+                "event_ids": ids,
+                "label": None,
+            }
+        )
+        return ids
+
+    # ------------------------------------------------------------------ internals
+    def _label_name(self, v: Any, *, name: str) -> str:
+        """Display name of ``v``: a display name, a schema label, or (for a schema of
+        string labels) a 0-based index into it."""
+        names, labels = self.label_names, self._labels
+        if isinstance(v, np.generic):
+            v = v.item()
+        if isinstance(v, str) and v in names:
+            return v
+        if v in labels and not isinstance(v, bool):
+            return names[labels.index(v)]
+        if (
+            isinstance(v, int)
+            and not isinstance(v, bool)
+            and all(isinstance(x, str) for x in labels)
+            and 0 <= v < len(names)
+        ):
+            return names[v]
+        raise LabelerError(f"{name}: expected one of {names}, got {v!r}")
+
+    def _store_label(self, display_name: str) -> Any:
+        return self._labels[self.label_names.index(display_name)]
+
+    def _cues(self, item: dict, ms: float | None, source: str, *, batch: bool = False) -> dict:
+        if ms is None:
+            ms = (time.monotonic() - self._t_item) * 1000.0
+        return {
+            "widget": "widgets.Labeler",
+            "widget_version": WIDGETS_VERSION,
+            "session": self._session,
+            "input": source,
+            "batch_action": batch,
+            "model_label_shown": item["model_label"],
+            "confidence_shown": item["confidence"],
+            "exemplars_shown": [e["id"] for e in item["exemplars"]],
+            "ms_on_item": float(ms),
+        }
+
+    def _refresh(self, idx: list[int]) -> None:
+        fresh = self._read_states([self.items[j]["id"] for j in idx])
+        states = list(self.states)
+        for j, s in zip(idx, fresh, strict=True):
+            states[j] = s
+        self.states = states
+        self.done = sum(s["done"] for s in states)
+
+    def _next_open(self, i: int) -> int:
+        n = len(self.states)
+        for j in list(range(i + 1, n)) + list(range(0, i)):
+            if not self.states[j]["done"]:
+                return j
+        return min(i + 1, n - 1)
+
+    def _emit(self, info: dict) -> None:
+        for cb in list(self._action_callbacks):
+            cb(info)
+
+    @property
+    def item_ids(self) -> list[str]:
+        """The batch's item ids in display order."""
+        return [it["id"] for it in self.items]
