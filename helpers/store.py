@@ -1115,7 +1115,9 @@ class LabelStore:
         with self._read() as conn:
             df = self._load_events(conn)
         if wanted is not None:
-            df = df[df["item_id"].map(lambda x: str(x) in wanted)]
+            # astype(bool): on an empty log, map() gives an object Series that pandas would
+            # read as a list of column names
+            df = df[df["item_id"].map(lambda x: str(x) in wanted).astype(bool)]
         if annotator is not None:
             df = df[df["annotator"] == annotator]
         if not include_undone:

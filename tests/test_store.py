@@ -657,3 +657,12 @@ def test_newer_database_is_refused(tmp_path):
     con.close()
     with pytest.raises(StoreError, match="schema version 99, newer than this gapscope"):
         LabelStore(url)
+
+
+def test_events_filters_on_an_empty_log(tmp_path):
+    """Regression: filtering an empty log by item ids used to drop every column (KeyError)."""
+    store = LabelStore(run_dir=tmp_path)
+    store.set_schema([0, 1])
+    store.add_items([1, 2], dataset="d")
+    ev = store.events(item_ids=[1], annotator="a")
+    assert len(ev) == 0 and {"item_id", "annotator", "kind", "label"} <= set(ev.columns)
