@@ -783,7 +783,7 @@ class CurationLoop:
 
     def _generator(self):
         """The run's generator: a (conditional) VAE fitted once on the unlabeled pool inputs."""
-        from helpers.models import ConditionalVAE
+        from helpers.generators import ConditionalVAE
 
         path = self.run_dir / "generator.pt"
         if path.exists():
