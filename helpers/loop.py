@@ -496,7 +496,9 @@ class CurationLoop:
             # cluster-balanced training: weight each item by its class-cluster's inverse size
             sample_weight = cluster_inverse_weights(y) * len(y)
         ds = self.dataset
-        opts = {"n_classes": ds.n_classes, **self.config.ensemble_options}
+        # min_steps: a bootstrap set of 20 items is one optimizer step per epoch; without a
+        # floor the first rounds' models stay at chance level
+        opts = {"n_classes": ds.n_classes, "min_steps": 150, **self.config.ensemble_options}
         ens = Ensemble(
             n_members=self.config.n_members, random_state=self._seed_for("train"), **opts
         )

@@ -379,6 +379,25 @@ def test_digits_ensemble_learns():
     assert all(h["best_epoch"] is not None for h in ens.history_)
 
 
+def test_min_steps_keeps_tiny_training_sets_from_stopping_at_init():
+    """With 20 labels an epoch is one step; restoring the best-val-loss weights of epoch ~2
+    left the ensemble at chance (0.11). min_steps trains on and only tracks the best after it."""
+    from helpers.data import load_dataset
+
+    ds = load_dataset("digits", random_state=0)
+    X, y = ds.pool.X[:20], ds.oracle.true_labels(ds.pool.ids[:20])
+    accs = {}
+    for min_steps in (0, 150):
+        ens = Ensemble("mlp", 2, n_classes=10, hidden=(64,), device="cpu", random_state=0, min_steps=min_steps)
+        ens.fit(X, y, X_val=ds.val.X, y_val=ds.val.labels)
+        accs[min_steps] = (ens.predict(ds.test.X) == ds.test.labels).mean()
+        if min_steps:
+            assert all(h["epochs_run"] >= 150 and h["best_epoch"] >= 149 for h in ens.history_)
+    assert accs[150] > 0.35 and accs[150] > accs[0] + 0.1, accs
+    with pytest.raises(ValueError, match="min_steps"):
+        train(MLP(4, 2), np.zeros((4, 4), np.float32), np.zeros(4, int), min_steps=-1)
+
+
 def test_vae_reexported_from_generators():
     from helpers import generators, models
 
