@@ -281,6 +281,7 @@ def run_grid(
                         rdir,
                         kernel_name=kernel_name,
                         execution_timeout=execution_timeout,
+                        threads=threads,
                     ),
                 }
                 bar.update(1)
@@ -294,6 +295,7 @@ def run_grid(
                         str(rdir),
                         kernel_name=kernel_name,
                         execution_timeout=execution_timeout,
+                        threads=threads,
                     ): rid
                     for rid, params, rdir in todo
                 }
@@ -324,6 +326,7 @@ def run_grid(
                     str(rdir.resolve()),
                     kernel_name=kernel_name,
                     execution_timeout=execution_timeout,
+                    threads=threads or 1,
                 ): rid
                 for rid, params, rdir in todo
             }
@@ -526,8 +529,11 @@ def score_pool_ray(
             num_gpus_per_actor = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
         buf = io.BytesIO()
         ensemble.save(buf)
+        # one block per batch, so every actor gets work
+        n_blocks = max(int(concurrency), -(-len(X) // int(batch_size)))
+        blocks = [blk for blk in np.array_split(X, n_blocks) if len(blk)]
         out = (
-            ray.data.from_numpy(X)
+            ray.data.from_numpy(blocks)
             .map_batches(
                 _ray_scorer_class(),
                 fn_constructor_args=(buf.getvalue(), tuple(scores)),

@@ -498,7 +498,7 @@ class CurationLoop:
         ds = self.dataset
         # min_steps: a bootstrap set of 20 items is one optimizer step per epoch; without a
         # floor the first rounds' models stay at chance level
-        opts = {"n_classes": ds.n_classes, "min_steps": 150, **self.config.ensemble_options}
+        opts = {"n_classes": ds.n_classes, "min_steps": 100, **self.config.ensemble_options}
         ens = Ensemble(
             n_members=self.config.n_members, random_state=self._seed_for("train"), **opts
         )
