@@ -235,8 +235,8 @@ def run_grid(
     list of dict
         One status record per combination (``status`` is ``"ok"``, ``"failed"`` or ``"skipped"``).
     """
-    from concurrent.futures import ProcessPoolExecutor, as_completed
     import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     from tqdm.auto import tqdm
 
@@ -680,7 +680,7 @@ def aulc(table, *, metric: str = "accuracy"):
     import pandas as pd
 
     per = []
-    for rid, g in _complete(table).groupby("run_id"):
+    for _rid, g in _complete(table).groupby("run_id"):
         g = g.sort_values("labels")
         x, y = g["labels"].to_numpy(float), g[metric].to_numpy(float)
         area = (

@@ -518,13 +518,17 @@ class CurationLoop:
             groups = ds.test.meta[attr].to_numpy()
         probs = ens.predict_proba(ds.test.X).mean(axis=0)
         row: dict[str, Any] = {"round": self.round}
-        row.update(
-            M.evaluate(
-                probs, ds.test.labels, minority_classes=info.get("minority_classes"), groups=groups
-            )
-        )
+        minority = info.get("minority_classes")
+        row.update(self._flat_metrics(M.evaluate(probs, ds.test.labels, minority_classes=minority, groups=groups)))
+        # the same metrics on the shifted (corrupted / distribution-shifted) split, prefixed
+        sh_groups = None
+        if attr and attr in ds.shifted.meta.columns:
+            sh_groups = ds.shifted.meta[attr].to_numpy()
         shifted = ens.predict_proba(ds.shifted.X).mean(axis=0)
-        row["shifted_accuracy"] = M.accuracy(ds.shifted.labels, shifted.argmax(1))
+        sh = M.evaluate(shifted, ds.shifted.labels, minority_classes=minority, groups=sh_groups)
+        for k in ("accuracy", "macro_f1", "auroc", "ece", "minority_recall", "subgroup_gap"):
+            if k in sh:
+                row[f"shifted_{k}"] = sh[k]
         # membership-inference risk: loss-threshold attack on training vs held-out real data
         X, y, _ = self.training_set()
         if len(y):
@@ -559,6 +563,19 @@ class CurationLoop:
         if reason:
             self.state["done"] = True
             self.state["stop_reason"] = reason
+
+    @staticmethod
+    def _flat_metrics(res: dict) -> dict:
+        """Scalars as they are; per-class recall and per-group accuracy as one column each."""
+        out: dict[str, Any] = {}
+        for k, v in res.items():
+            if k == "per_class_recall":
+                out.update({f"recall_class_{c}": r for c, r in enumerate(v)})
+            elif k == "per_group_accuracy":
+                out.update({f"accuracy_group_{g}": a for g, a in dict(v).items()})
+            else:
+                out[k] = v
+        return out
 
     def _stop_reason(self) -> str | None:
         cfg = self.config
@@ -602,10 +619,10 @@ class CurationLoop:
         )
 
     def _step_density(self) -> None:
+        from sklearn.decomposition import PCA
+
         from helpers.clustering import kmeans
         from helpers.density import GaussianKDE
-
-        from sklearn.decomposition import PCA
 
         emb = self._load("embed")["embedding"]
         labeled = ~self._unlabeled_mask()

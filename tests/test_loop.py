@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -184,3 +182,23 @@ def test_balanced_training_runs_and_changes_the_model(tmp_path):
     pa = a.ensemble().predict_proba(a.dataset.test.X)
     pb = b.ensemble().predict_proba(b.dataset.test.X)
     assert not np.allclose(pa, pb)
+
+
+@pytest.mark.parametrize("strategy", ["active_synthesis", "low_density_synthesis"])
+def test_synthetic_items_join_only_once_validated(tmp_path, strategy):
+    loop = CurationLoop(tmp_path / "run", small(strategy=strategy, rounds=1, synthesis_options={"n": 10}))
+    loop.run()
+    items = loop.store.items()
+    synth = items[items["source"] == "synthetic"]
+    assert len(synth) == 10, "every generated item enters the store as source=synthetic"
+    prov = synth["provenance"].iloc[0]
+    prov = json.loads(prov) if isinstance(prov, str) else prov
+    assert {"generator", "method", "z", "condition"} <= set(prov)
+    ev = loop.store.events(item_ids=synth["item_id"].tolist())
+    assert set(ev["kind"]) <= {"accept", "reject"} and len(ev) == 10
+    accepted = set(int(i) for i in loop.store.accepted(loop.config.q_min))
+    joined = set(loop.state["synthetic_ids"])
+    assert joined == accepted & set(synth["item_id"].astype(int))
+    X, y, ids = loop.training_set()
+    assert len(X) == len(loop.state["labeled_ids"]) + len(joined)
+    assert loop.results()["synthetic"].iloc[-1] == len(joined)
