@@ -196,6 +196,9 @@ def main(argv=None):
         "default: each library's own default",
     )
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sizes", type=int, nargs="+", default=None, help="n values (default 10k, 100k)")
+    ap.add_argument("--dims", type=int, nargs="+", default=None, help="d values (default 2 16 64)")
+    ap.add_argument("--no-kmeans", action="store_true", help="skip the k-means comparison")
     args = ap.parse_args(argv)
     if args.threads:
         import faiss
@@ -215,8 +218,8 @@ def main(argv=None):
     print(f"\nceilings: exp {er / 1e9:.2f} G/s on inputs in [-87, 0]; clamp+exp "
           f"{cer / 1e9:.2f} G/s (float32, 2048x2048 into a reused buffer); "
           f"sgemm 2048^3 {peak:.0f} GFLOP/s.  %exp below = our pairs/s over the exp-alone rate")
-    sizes = [10_000] if args.quick else [10_000, 100_000]
-    dims = [2, 16, 64]
+    sizes = args.sizes or ([10_000] if args.quick else [10_000, 100_000])
+    dims = args.dims or [2, 16, 64]
     print("\nKDE, m = n queries (the points themselves), Scott bandwidth, float32")
     hdr = (f"{'n':>7} {'d':>3} | {'ours s':>8} {'Gpair/s':>7} {'%exp':>5} {'%mm':>5} {'max|dlogp|':>10} | "
            f"{'scipy s':>9} {'x':>6} | {'sk rtol0 s':>10} {'x':>6} | {'sk 1e-4 s':>9} {'x':>6} | extrap")
@@ -242,6 +245,8 @@ def main(argv=None):
             print(f"{'':>11}   matmul ceiling at this shape: {mm_pairs / 1e9:.2f} Gpair/s "
                   f"({mm_gflops:.0f} GFLOP/s)", flush=True)
 
+    if args.no_kmeans:
+        return
     n_km = 20_000 if args.quick else 100_000
     print(f"\nk-means, {n_km} x 16, k = 50, n_init 3 (faiss: niter 25, nredo 3, its default "
           "subsampling to 256 points per centroid); inertia on all points, float64")

@@ -133,6 +133,14 @@ class LoopConfig:
     annotator_reliabilities : list of float or None
         Simulated annotators (probability of a correct label each); None means one
         annotator with error rate ``noise_rate``.
+    q_min : float
+        Synthetic items join the training set when their quality q(x) > q_min (store view).
+    balance : bool
+        Cluster-balanced training: each item's loss is weighted by the design's
+        w_c = (1/|c|) / sum_c' (1/|c'|) (:func:`helpers.selection.cluster_inverse_weights`),
+        with the classes of the training set as the clusters (synthetic items have no place
+        in the pool's cluster map, their class they do have). Equal expected total weight per
+        class, like ``helpers.selection.balance`` resampling, without duplicating items.
     synthesis : {None, "random", "low_density", "active", "shaped"}
         Synthetic items per round (``synthesis_options["n"]``, default ``budget``); overrides
         the preset's synthesis mode when given.
