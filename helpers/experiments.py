@@ -53,14 +53,8 @@ __all__ = [
 #: The repository's notebooks folder (experiment.ipynb, compare.ipynb, ...).
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 
-#: Columns ``collect`` guarantees (NaN where a run did not report a metric).
-RESULT_COLUMNS = (
-    "run_id",
-    "dataset",
-    "strategy",
-    "seed",
-    "round",
-    "labels",
+#: The per-round metrics the report summarises.
+REPORT_METRICS = (
     "accuracy",
     "macro_f1",
     "auroc",
@@ -71,8 +65,13 @@ RESULT_COLUMNS = (
     "coverage",
     "evenness",
     "d_score",
-    "wall_time",
-    "status",
+)
+
+#: Columns ``collect`` guarantees (NaN where a run did not report a metric).
+RESULT_COLUMNS = (
+    ("run_id", "dataset", "strategy", "seed", "round", "labels")
+    + REPORT_METRICS
+    + ("wall_time", "status")
 )
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
@@ -708,18 +707,7 @@ def report_tables(table, *, target_fraction: float = 0.95, baseline: str = "rand
     last = ok.sort_values("round").groupby("run_id").tail(1)
     for (d, s), g in last.groupby(["dataset", "strategy"]):
         row = {"dataset": d, "strategy": s, "n_runs": len(g), "labels": float(g["labels"].mean())}
-        for m in (
-            "accuracy",
-            "macro_f1",
-            "auroc",
-            "ece",
-            "minority_recall",
-            "subgroup_gap",
-            "shifted_accuracy",
-            "coverage",
-            "evenness",
-            "d_score",
-        ):
+        for m in REPORT_METRICS:
             if m in g.columns:
                 mean, half, _ = _t_interval(g[m])
                 row[m] = mean
