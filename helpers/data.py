@@ -951,6 +951,7 @@ def _mixture(
     attribute_corr: float,
     attribute_shift: float,
     shift: float,
+    rare_distance: float,
 ) -> Dataset:
     if not isinstance(d, numbers.Integral) or d < 2:
         raise ValueError(f"d: expected an int >= 2, got {d!r}")
@@ -967,12 +968,14 @@ def _mixture(
     check_positive(separation, name="separation")
     check_positive(attribute_shift, name="attribute_shift", strict=False)
     check_positive(shift, name="shift", strict=False)
+    check_positive(rare_distance, name="rare_distance", strict=False)
     C = int(n_classes)
     centers = rng.normal(0.0, separation, size=(C, d))
-    # each class has one rare subgroup: a small component 3.5 sd away from the class mean
+    # each class has one rare subgroup: a small component rare_distance sd away from the class
+    # mean (default 8: in 8-d a separate mode, i.e. a real gap that density clustering can find)
     directions = rng.normal(size=(C, d))
     directions /= np.linalg.norm(directions, axis=1, keepdims=True)
-    rare_centers = centers + 3.5 * directions
+    rare_centers = centers + float(rare_distance) * directions
     attr_dir = rng.normal(size=d)
     attr_dir /= np.linalg.norm(attr_dir)
     shift_dir = rng.normal(size=d)
@@ -1017,7 +1020,7 @@ def _mixture(
         class_names=[f"class{c}" for c in range(C)],
         info={
             "description": f"Gaussian mixture in d={d}: class means ~ N(0, {separation}^2 I), unit covariance; "
-            f"each class has a rare subgroup (mean 3.5 away from the class mean) holding {rare_frac:.0%} "
+            f"each class has a rare subgroup (mean {rare_distance} away from the class mean) holding {rare_frac:.0%} "
             f"of the pool and validation items and {test_rare_frac:.0%} of test items; a binary attribute adds "
             f"{attribute_shift} * u to X and has P(a=1|y) = 0.5 +- {attribute_corr}/2 (first/second half of "
             "the classes) in pool and validation, independent of y (0.5) in test and shifted. meta columns "
@@ -1059,6 +1062,7 @@ _BUILDERS: dict[str, tuple[Any, dict]] = {
             "attribute_corr": 0.8,
             "attribute_shift": 2.0,
             "shift": 1.5,
+            "rare_distance": 8.0,
         },
     ),
 }
@@ -1088,7 +1092,7 @@ def load_dataset(name: str, *, random_state: Any = None, **options: Any) -> Data
         - ``mixture``: ``d`` [8], ``n_classes`` [4], ``n_pool`` [4000], ``n_val`` [500],
           ``n_test`` [2000], ``rare_frac`` [0.05], ``test_rare_frac`` [0.25],
           ``separation`` [3.0], ``attribute_corr`` [0.8], ``attribute_shift`` [2.0],
-          ``shift`` [1.5].
+          ``shift`` [1.5], ``rare_distance`` [8.0] (class mean to rare-subgroup mean).
 
     Returns
     -------

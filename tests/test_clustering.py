@@ -226,3 +226,23 @@ def test_umap_bad_input(rng):
         umap_map(rng.normal(size=(2, 4)))
     with pytest.raises(ValueError, match="n_neighbors: expected an int >= 2"):
         umap_map(rng.normal(size=(20, 4)), n_neighbors=1)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_hdbscan_finds_the_planted_rare_subgroups_of_the_mixture_dataset(seed):
+    """Each rare subgroup of load_dataset("mixture") (ground truth in meta["group"]) is found
+    as its own cluster: purity >= 0.95 and at least half of the subgroup in it."""
+    from helpers.data import load_dataset
+
+    ds = load_dataset("mixture", random_state=seed)
+    groups = ds.pool.meta["group"].to_numpy()
+    res = hdbscan_clusters(ds.pool.X, min_cluster_size=20, min_samples=5)
+    for g in ds.info["rare_groups"]:
+        in_g = groups == g
+        found = False
+        for c in range(res.n_clusters):
+            members = res.labels == c
+            purity = (groups[members] == g).mean()
+            recall = (res.labels[in_g] == c).mean()
+            found |= bool(purity >= 0.95 and recall >= 0.5)
+        assert found, f"rare subgroup {g} was not found as a cluster"
