@@ -390,6 +390,7 @@ def kmeans(
         )
         if best is None or inertia < best[2]:
             best = (labels, C, inertia)
+    assert best is not None  # n_init >= 1
     labels, C, _ = best
     if is_torch(Z):
         return labels, C.to(torch.float64)

@@ -29,7 +29,7 @@ import traceback
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 __all__ = [
     "expand_grid",
@@ -317,7 +317,8 @@ def run_grid(
                 )
             started_here = True
         try:
-            remote = ray.remote(num_cpus=1)(run_one)
+            # ray's stubs type .remote() without run_one's keyword-only arguments
+            remote = cast(Any, ray.remote(num_cpus=1)(run_one))
             refs = {
                 remote.remote(
                     str(nb.resolve()),

@@ -241,6 +241,8 @@ class VAE:
     """
 
     _conditional = False
+    # declared for the type checker only (no class attribute): set by ConditionalVAE.fit
+    n_conditions_: int
 
     def __init__(
         self,

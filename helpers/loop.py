@@ -42,7 +42,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -308,8 +308,8 @@ class CurationLoop:
         self.dataset = load_dataset(cfg.dataset, random_state=cfg.seed, **cfg.dataset_options)
         self.store = store if store is not None else LabelStore(run_dir=self.run_dir)
         self._init_store()
-        self._ensemble = None
-        self._reference = None
+        self._ensemble: tuple[int, Any] | None = None
+        self._reference: dict[str, Any] | None = None
         if not state_path.exists():
             self._save_state()
 
@@ -920,7 +920,7 @@ class CurationLoop:
             from helpers.bandits import BANDITS, reward_mean_uncertainty
 
             # reward of an arm: mean U(x) of the batch items it gave, scaled by log C to [0, ~1]
-            bandit = BANDITS[self.state["bandit_kind"]].from_state(self.state["bandit"])
+            bandit = cast(Any, BANDITS[self.state["bandit_kind"]]).from_state(self.state["bandit"])
             u = self._load("scores")["ensemble_uncertainty"][self._pool_index(batch)] / np.log(self.dataset.n_classes)
             rewards = reward_mean_uncertainty(u, np.asarray(arms, dtype=np.int64), bandit.n_arms)
             bandit.update_many(np.clip(rewards, 0.0, 1.0))

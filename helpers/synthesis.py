@@ -35,7 +35,7 @@ import json
 import math
 import numbers
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -467,7 +467,7 @@ def generate_conditional(
     """
     _check_generator(generator)
     c = check_array(conditions, name="conditions", ndim=1, dtype=None)
-    c = _check_conditions(c, c.shape[0], "conditions")
+    c = cast(np.ndarray, _check_conditions(c, c.shape[0], "conditions"))
     n = _check_n(c.shape[0], "conditions (length)")
     if z is None:
         rng = check_random_state(random_state)
@@ -816,7 +816,11 @@ def generate_augmented(
     """
     Xa = augment(X, delta, kind=kind, ops=ops, clip=clip, random_state=random_state)
     n = Xa.shape[0]
-    y = np.full(n, -1, dtype=np.int64) if labels is None else _check_conditions(labels, n, "labels")
+    y = (
+        np.full(n, -1, dtype=np.int64)
+        if labels is None
+        else cast(np.ndarray, _check_conditions(labels, n, "labels"))
+    )
     src = np.arange(n) if source_ids is None else np.asarray(source_ids)
     if src.shape != (n,):
         raise ValueError(f"source_ids: expected shape ({n},), got {src.shape}")
@@ -1221,14 +1225,16 @@ class ConditionShaper:
             or n_conditions < 1
         ):
             raise ValueError(f"n_conditions: expected a positive int, got {n_conditions!r}")
-        self.n_conditions = int(n_conditions)
-        self.eta = check_positive(eta, name="eta")
-        self.floor = check_in_range(floor, name="floor", low=0.0, high=1.0 / self.n_conditions)
+        self.n_conditions: int = int(n_conditions)
+        self.eta: float = check_positive(eta, name="eta")
+        self.floor: float = check_in_range(
+            floor, name="floor", low=0.0, high=1.0 / self.n_conditions
+        )
         pi = _target(init, self.n_conditions)
         if init is not None and (pi < self.floor - 1e-12).any():
             pi = self.floor + (1.0 - self.n_conditions * self.floor) * pi
-        self.pi_ = pi
-        self.curriculum_ = [pi.copy()]
+        self.pi_: np.ndarray = pi
+        self.curriculum_: list[np.ndarray] = [pi.copy()]
         self.losses_: list[np.ndarray] = []
 
     def update(self, per_condition_loss: Any) -> np.ndarray:
@@ -1309,9 +1315,15 @@ def per_condition_loss(
     if P.ndim == 3:
         P = P.mean(axis=0)
     n = P.shape[0]
-    y = _check_conditions(check_array(y_true, name="y_true", ndim=1, dtype=None), n, "y_true")
-    c = _check_conditions(
-        check_array(conditions, name="conditions", ndim=1, dtype=None), n, "conditions"
+    y = cast(
+        np.ndarray,
+        _check_conditions(check_array(y_true, name="y_true", ndim=1, dtype=None), n, "y_true"),
+    )
+    c = cast(
+        np.ndarray,
+        _check_conditions(
+            check_array(conditions, name="conditions", ndim=1, dtype=None), n, "conditions"
+        ),
     )
     if y.max() >= P.shape[1]:
         raise ValueError(f"y_true: expected labels < {P.shape[1]}, got {y.max()}")
@@ -1576,6 +1588,7 @@ def synthesize(
         Zref = _np(generator.encode(_np(Xref)))
         cond = None
         if conditional is not None:
+            assert K is not None  # K = int(conditional)
             known = ytr if ytr is not None and (ytr >= 0).any() else np.zeros(0, np.int64)
             w = (
                 counter_bias_weights(known, n_conditions=K, n_new=n)
@@ -1609,6 +1622,7 @@ def synthesize(
             raise ValueError(
                 "generator: the 'shaped' mode needs a conditional generator (n_conditions)"
             )
+        assert K is not None  # K = int(conditional)
         shaper = (
             ConditionShaper.from_state(shaper_state)
             if shaper_state

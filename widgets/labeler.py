@@ -235,7 +235,14 @@ class Labeler(anywidget.AnyWidget):
             self.message, self.message_kind = "", ""
         self._undo_stack = undo_stack
 
-    def _build_batch(self, item_ids, model_labels, confidence, exemplars, exemplar_labels):
+    def _build_batch(
+        self,
+        item_ids: Any,
+        model_labels: Sequence[Any] | None,
+        confidence: Any,
+        exemplars: Sequence[Sequence[Any]] | None,
+        exemplar_labels: Sequence[Sequence[Any]] | None,
+    ) -> tuple[list[dict[str, Any]], dict[str, dict]]:
         if isinstance(item_ids, str) or not isinstance(item_ids, Sequence | np.ndarray):
             raise TypeError(
                 f"item_ids: expected a sequence of item ids, got {type(item_ids).__name__}"
