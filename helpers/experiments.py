@@ -432,9 +432,7 @@ def summarize(
     Refuses (``ValueError``) to average a table with failed, missing or partial runs unless
     ``allow_partial`` is True; then only complete runs count and ``n_runs`` says how many.
     """
-    import numpy as np
     import pandas as pd
-    from scipy import stats
 
     bad = table[table["status"] != "ok"]
     if len(bad) and not allow_partial:
@@ -446,14 +444,7 @@ def summarize(
     last = ok.sort_values("round").groupby("run_id").tail(1)
     rows = []
     for key, g in last.groupby(list(by), dropna=False):
-        vals = g[metric].astype(float).to_numpy()
-        n = len(vals)
-        mean = float(np.mean(vals)) if n else np.nan
-        half = (
-            float(stats.t.ppf(0.975, n - 1) * np.std(vals, ddof=1) / np.sqrt(n))
-            if n > 1
-            else np.nan
-        )
+        mean, half, n = _t_interval(g[metric])
         rows.append(
             {
                 **dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
@@ -47,3 +48,19 @@ def wait_for(pred, timeout, what, step=0.2):
             return val
         time.sleep(step)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def wait_for_selection(sel_file: Path, seen: int, k: int, timeout: float = 20) -> dict:
+    """The selection record the notebook wrote after the ``seen``-th one, once it is non-empty.
+
+    plotly.js clears the old box when a new drag starts (an empty selection reaches Python
+    first) and sends the new box on mouse-up, so wait for the next record with ids.
+    """
+
+    def ready():
+        if not sel_file.exists():
+            return None
+        d = json.loads(sel_file.read_text())
+        return d if d["n_selections"] > seen and d["ids"] else None
+
+    return wait_for(ready, timeout, f"selection {k + 1} in Python")

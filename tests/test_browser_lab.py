@@ -20,7 +20,16 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from _browser import ARTIFACTS, BROWSER_MARKS, CHROME_ARGS, CHROMIUM, ROOT, free_port, wait_for
+from _browser import (
+    ARTIFACTS,
+    BROWSER_MARKS,
+    CHROME_ARGS,
+    CHROMIUM,
+    ROOT,
+    free_port,
+    wait_for,
+    wait_for_selection,
+)
 
 NOTEBOOK = ROOT / "notebooks" / "02_label_batches.ipynb"
 pytestmark = BROWSER_MARKS
@@ -190,18 +199,7 @@ def test_label_and_select_in_jupyterlab(lab_server):
                 page.mouse.down()
                 page.mouse.move(*at(x1, 0.97), steps=10)
                 page.mouse.up()
-                # plotly.js clears the old box when a new drag starts (an empty selection
-                # reaches Python first), then sends the new box on mouse-up
-                got = wait_for(
-                    lambda n=seen: (
-                        sel_file.exists()
-                        and (d := json.loads(sel_file.read_text()))["n_selections"] > n
-                        and d["ids"]
-                        and d
-                    ),
-                    20,
-                    f"selection {k + 1} in Python",
-                )
+                got = wait_for_selection(sel_file, seen, k)
                 seen = got["n_selections"]
                 picks.append(got["ids"])
             assert got["sizes"] == [len(picks[0]), 0, len(picks[1]), 0, len(picks[2])], got

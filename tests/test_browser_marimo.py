@@ -6,7 +6,6 @@ Screenshots go to test-artifacts/.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -15,7 +14,16 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from _browser import ARTIFACTS, BROWSER_MARKS, CHROME_ARGS, CHROMIUM, ROOT, free_port, wait_for
+from _browser import (
+    ARTIFACTS,
+    BROWSER_MARKS,
+    CHROME_ARGS,
+    CHROMIUM,
+    ROOT,
+    free_port,
+    wait_for,
+    wait_for_selection,
+)
 
 pytestmark = BROWSER_MARKS
 
@@ -134,16 +142,7 @@ def test_label_and_select_in_marimo(marimo_app):
                     box["x"] + box["width"] * x1, box["y"] + box["height"] * 0.95, steps=10
                 )
                 page.mouse.up()
-                got = wait_for(
-                    lambda n=seen: (
-                        sel_file.exists()
-                        and (d := json.loads(sel_file.read_text()))["n_selections"] > n
-                        and d["ids"]
-                        and d
-                    ),
-                    20,
-                    f"selection {k + 1} in Python",
-                )
+                got = wait_for_selection(sel_file, seen, k)
                 seen = got["n_selections"]
                 picks.append(got["ids"])
             assert not set(picks[0]) & set(picks[1])
