@@ -119,7 +119,7 @@ def bench_kde(n, d, dev, n_sub, rng, skip_slow):
     from scipy.stats import gaussian_kde
     from sklearn.neighbors import KernelDensity
 
-    from helpers.density import GaussianKDE
+    from gapscope.helpers.density import GaussianKDE
 
     # a mildly clustered cloud: 8 Gaussian blobs
     centers = rng.normal(size=(8, d)) * 3
@@ -161,7 +161,7 @@ def bench_kmeans(n, d, k, rng, dev):
     import faiss
     from sklearn.cluster import KMeans
 
-    from helpers.clustering import kmeans, kmeans_inertia
+    from gapscope.helpers.clustering import kmeans, kmeans_inertia
 
     centers = rng.normal(size=(k, d)) * 4
     X = (centers[rng.integers(0, k, n)] + rng.normal(size=(n, d))).astype(np.float32)
@@ -185,7 +185,7 @@ def bench_kmeans(n, d, k, rng, dev):
 def main(argv=None):
     import torch
 
-    from helpers.device import resolve_device
+    from gapscope.helpers.device import resolve_device
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="n = 10k only, fewer baselines")

@@ -27,8 +27,8 @@ import time
 import numpy as np
 import torch
 
-from helpers.models import Ensemble
-from helpers.scoring import score_pool
+from gapscope.helpers.models import Ensemble
+from gapscope.helpers.scoring import score_pool
 
 SIZES = (64, 256, 256, 10)
 K = 5
@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
 
-    from helpers.device import chunk_rows, resolve_device
+    from gapscope.helpers.device import chunk_rows, resolve_device
 
     device = resolve_device(args.device)
     n = args.n or (100_000 if args.quick else 1_000_000)

@@ -75,7 +75,7 @@ def coverage_radius(Z: np.ndarray, chosen: np.ndarray) -> float:
 def part1(args, Z, P, ent, logp):
     import torch
 
-    from helpers import selection
+    from gapscope.helpers import selection
 
     print(f"\n## Part 1: every strategy, {len(Z):,} x {Z.shape[1]} pool, budget {args.budget}")
     print(f"{'strategy':<28} {'seconds':>9}")
@@ -151,7 +151,7 @@ class _Lookup:
 def part2(args, Z, P, ent, logp, results_full):
     from skactiveml.pool import Badge, CoreSet, TypiClust, UncertaintySampling
 
-    from helpers import selection
+    from gapscope.helpers import selection
 
     N, B = len(Z), args.budget
     nb, bb = args.baseline_n, args.baseline_budget
@@ -238,7 +238,7 @@ def main(argv=None) -> None:
 
         torch.set_num_threads(args.threads)
         threadpoolctl.threadpool_limits(args.threads)
-    from helpers import selection
+    from gapscope.helpers import selection
 
     args.n = args.n or (100_000 if args.quick else 1_000_000)
     args.baseline_n = args.baseline_n or (5_000 if args.quick else 20_000)

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers.store import LabelStore
+from gapscope.helpers.store import LabelStore
 
 CUES = {
     "confidence": 0.62,

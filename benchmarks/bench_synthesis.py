@@ -58,9 +58,9 @@ def main() -> None:
     from sklearn.mixture import GaussianMixture
     from threadpoolctl import threadpool_limits
 
-    from helpers import synthesis as S
-    from helpers.generators import VAE, ConditionalVAE
-    from helpers.scoring import predictive_entropy
+    from gapscope.helpers import synthesis as S
+    from gapscope.helpers.generators import VAE, ConditionalVAE
+    from gapscope.helpers.scoring import predictive_entropy
 
     torch.set_num_threads(args.threads)
     limits = threadpool_limits(args.threads)

@@ -35,5 +35,5 @@ __all__ = list(_SUBMODULES) + ["__version__"]
 
 def __getattr__(name: str) -> Any:
     if name in _SUBMODULES:
-        return importlib.import_module(f"helpers.{name}")
-    raise AttributeError(f"module 'helpers' has no attribute {name!r}")
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'gapscope.helpers' has no attribute {name!r}")

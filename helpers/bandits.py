@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from helpers._validation import check_array, check_positive, check_random_state
+from ._validation import check_array, check_positive, check_random_state
 
 __all__ = [
     "UCB1",

@@ -14,7 +14,7 @@ __all__ = ["main"]
 def _cmd_run(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from helpers import experiments as E
+    from . import experiments as E
 
     cfg = E.load_grid_config(args.config)
     out = Path(args.out)
@@ -71,7 +71,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from helpers import experiments as E
+    from . import experiments as E
 
     html = E.make_report(args.out_dir, html_path=args.html)
     print(f"report: {html.resolve()}")
@@ -79,7 +79,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_lab(args: argparse.Namespace) -> int:
-    from helpers.experiments import NOTEBOOK_DIR
+    from .experiments import NOTEBOOK_DIR
 
     return subprocess.call(
         [sys.executable, "-m", "jupyterlab", f"--notebook-dir={NOTEBOOK_DIR}", *args.extra]

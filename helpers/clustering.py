@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from helpers._validation import (
+from ._validation import (
     check_array,
     check_choice,
     check_positive,
@@ -353,8 +353,8 @@ def kmeans(
     """
     import torch
 
-    from helpers.density import _as_tensor, _resolve_fit_device
-    from helpers.device import chunk_rows
+    from .density import _as_tensor, _resolve_fit_device
+    from .device import chunk_rows
 
     check_choice(metric, name="metric", choices=("euclidean", "cosine"))
     k = _check_int(n_clusters, name="n_clusters", low=1)

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from helpers._validation import check_array, check_in_range, check_positive, check_random_state
+from ._validation import check_array, check_in_range, check_positive, check_random_state
 
 __all__ = ["Pool", "Oracle", "Annotator", "Dataset", "load_dataset", "DATASETS", "SOURCES"]
 

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from helpers._validation import (
+from ._validation import (
     check_array,
     check_choice,
     check_positive,
@@ -124,7 +124,7 @@ def _as_tensor(x: Any, *, name: str, device, min_rows: int = 1, dtype=None):
 
 
 def _resolve_fit_device(Z: Any, device: Any):
-    from helpers.device import resolve_device
+    from .device import resolve_device
 
     if device == "auto" and is_torch(Z):
         return Z.device
@@ -154,7 +154,7 @@ def _lse_kernel(Q, R, *, device, Q64=None, R64=None):
     """
     import torch
 
-    from helpers.device import chunk_rows
+    from .device import chunk_rows
 
     m, d = Q.shape
     n = R.shape[0]

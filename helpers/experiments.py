@@ -21,6 +21,7 @@ notebook writes ``{run_dir}/results.json`` as ``{"params": {...}, "rounds": [{..
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import itertools
 import json
 import os
@@ -50,8 +51,9 @@ __all__ = [
     "NOTEBOOK_DIR",
 ]
 
-#: The repository's notebooks folder (experiment.ipynb, compare.ipynb, ...).
-NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+#: The shipped notebooks folder (experiment.ipynb, compare.ipynb, grids/, ...): package data
+#: of ``gapscope.notebooks``, so an installed (non-editable) gapscope finds it too.
+NOTEBOOK_DIR = Path(str(importlib.resources.files("gapscope.notebooks")))
 
 #: The per-round metrics the report summarises.
 REPORT_METRICS = (
@@ -462,13 +464,13 @@ def _ray_scorer_class():
         def __init__(self, ensemble_state: bytes, scores: tuple[str, ...]):
             import io
 
-            from helpers.models import Ensemble
+            from .models import Ensemble
 
             self.ensemble = Ensemble.load(io.BytesIO(ensemble_state))
             self.scores = scores
 
         def __call__(self, batch: dict) -> dict:
-            from helpers.scoring import score_pool
+            from .scoring import score_pool
 
             out = score_pool(
                 self.ensemble, batch["data"], scores=self.scores, batch_size=len(batch["data"])
@@ -501,7 +503,7 @@ def score_pool_ray(
     import numpy as np
     import ray
 
-    from helpers._validation import check_array
+    from ._validation import check_array
 
     X = check_array(X, name="X", ndim=(2, 3), dtype=np.float32)
     started_here = False
@@ -594,7 +596,7 @@ def labels_to_target(table, *, target_fraction: float = 0.95, metric: str = "acc
     import numpy as np
     import pandas as pd
 
-    from helpers.metrics import labels_to_reach
+    from .metrics import labels_to_reach
 
     ok = _complete(table)
     if "full_accuracy" not in ok.columns or ok["full_accuracy"].notna().sum() == 0:

@@ -22,7 +22,7 @@ model wrapped in two methods.
 Examples
 --------
 >>> import numpy as np
->>> from helpers.generators import VAE
+>>> from gapscope.helpers.generators import VAE
 >>> X = np.random.default_rng(0).normal(size=(200, 6))
 >>> vae = VAE(latent_dim=2, epochs=2, random_state=0).fit(X)
 >>> vae.encode(X).shape, vae.decode(np.zeros((3, 2))).shape
@@ -36,7 +36,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from helpers._validation import (
+from ._validation import (
     check_array,
     check_choice,
     check_positive,
@@ -488,7 +488,7 @@ class VAE:
         targets, targets_val = self._fit_targets(yv, yval, n, fit_kw, X_val)
 
         rng = check_random_state(self.random_state)
-        from helpers.device import resolve_device
+        from .device import resolve_device
 
         dev = self.device_ if self.device_ is not None else resolve_device(self.device)
         self.device_ = dev
@@ -497,8 +497,8 @@ class VAE:
             if len(self.input_shape_) != 2 or self.arch_ != "conv2d"
             else (1, *self.input_shape_)
         )
-        from helpers._validation import torch_generator
-        from helpers.models import init_parameters, train
+        from ._validation import torch_generator
+        from .models import init_parameters, train
 
         # default init draws from torch's global generator: fork it so the caller's stream is
         # untouched, then re-initialise every layer from our own seeded generator
@@ -613,7 +613,7 @@ class VAE:
 
     # ---------------------------------------------------------------- inference
     def _batches(self, n: int):
-        from helpers.device import chunk_rows
+        from .device import chunk_rows
 
         per_row = 4 * (int(np.prod(self.input_shape_)) * 64 + 1024)
         step = chunk_rows(per_row, device=self.device_, min_rows=256, max_rows=16384)
@@ -775,7 +775,7 @@ class VAE:
         """
         import torch
 
-        from helpers.device import resolve_device
+        from .device import resolve_device
 
         blob = torch.load(str(path), map_location="cpu", weights_only=False)
         if blob.get("class") != cls.__name__:

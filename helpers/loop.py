@@ -172,7 +172,7 @@ class LoopConfig:
     seed: int = 0
 
     def validate(self) -> LoopConfig:
-        from helpers.data import DATASETS
+        from .data import DATASETS
 
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset: expected one of {sorted(DATASETS)}, got {self.dataset!r}")
@@ -195,7 +195,7 @@ class LoopConfig:
 
     def resolved_strategy(self) -> tuple[str, dict, str | None]:
         """(selection strategy, options, synthesis mode) after applying the preset."""
-        from helpers.selection import STRATEGIES
+        from .selection import STRATEGIES
 
         if self.strategy in STRATEGY_PRESETS:
             name, opts, synth = STRATEGY_PRESETS[self.strategy]
@@ -264,8 +264,8 @@ class CurationLoop:
         *,
         store: Any = None,
     ):
-        from helpers.data import load_dataset
-        from helpers.store import LabelStore
+        from .data import load_dataset
+        from .store import LabelStore
 
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -404,7 +404,7 @@ class CurationLoop:
 
     def ensemble(self):
         """The ensemble trained in the current round (loaded from its checkpoint)."""
-        from helpers.models import Ensemble
+        from .models import Ensemble
 
         if self._ensemble is None or self._ensemble[0] != self.round:
             path = self._round_dir() / "ensemble.pt"
@@ -426,7 +426,7 @@ class CurationLoop:
             if not path.exists():
                 from sklearn.decomposition import PCA
 
-                from helpers.clustering import kmeans
+                from .clustering import kmeans
 
                 Xf = self.dataset.pool.flat_X()
                 k = min(16, Xf.shape[1])
@@ -494,12 +494,12 @@ class CurationLoop:
 
     # --------------------------------------------------------------- steps
     def _step_train(self) -> None:
-        from helpers.models import Ensemble
+        from .models import Ensemble
 
         X, y, _ids = self.training_set()
         sample_weight = None
         if self.config.balance and len(y):
-            from helpers.selection import cluster_inverse_weights
+            from .selection import cluster_inverse_weights
 
             # cluster-balanced training: weight each item by its class-cluster's inverse size
             sample_weight = cluster_inverse_weights(y) * len(y)
@@ -515,7 +515,7 @@ class CurationLoop:
         self._ensemble = (self.round, ens)
 
     def _step_evaluate(self) -> None:
-        from helpers import metrics as M
+        from . import metrics as M
 
         ds = self.dataset
         ens = self.ensemble()
@@ -611,7 +611,7 @@ class CurationLoop:
         return mask
 
     def _step_embed(self) -> None:
-        from helpers.scoring import score_pool
+        from .scoring import score_pool
 
         out = score_pool(
             self.ensemble(),
@@ -629,8 +629,8 @@ class CurationLoop:
     def _step_density(self) -> None:
         from sklearn.decomposition import PCA
 
-        from helpers.clustering import kmeans
-        from helpers.density import GaussianKDE
+        from .clustering import kmeans
+        from .density import GaussianKDE
 
         emb = self._load("embed")["embedding"]
         labeled = ~self._unlabeled_mask()
@@ -651,7 +651,7 @@ class CurationLoop:
         )
 
     def _step_score(self) -> None:
-        from helpers import scoring
+        from . import scoring
 
         probs = self._load("embed")["probs"]
         names = (
@@ -668,7 +668,7 @@ class CurationLoop:
 
     def _bandit(self):
         """The run's bandit (restored from the state, or new with one arm per cluster)."""
-        from helpers.bandits import BANDITS, make_bandit
+        from .bandits import BANDITS, make_bandit
 
         _name, opts, _s = self.config.resolved_strategy()
         if self.state["bandit"] is not None:
@@ -708,7 +708,7 @@ class CurationLoop:
         }
 
     def _step_select(self) -> None:
-        from helpers.selection import select
+        from .selection import select
 
         cfg = self.config
         rng = self._rng("select")
@@ -760,7 +760,7 @@ class CurationLoop:
         _name, _opts, mode = self.config.resolved_strategy()
         if mode is None:
             return
-        from helpers import synthesis
+        from . import synthesis
 
         cfg = self.config
         n = int(cfg.synthesis_options.get("n", cfg.budget))
@@ -810,7 +810,7 @@ class CurationLoop:
 
     def _generator(self):
         """The run's generator: a (conditional) VAE fitted once on the unlabeled pool inputs."""
-        from helpers.generators import ConditionalVAE
+        from .generators import ConditionalVAE
 
         path = self.run_dir / "generator.pt"
         if path.exists():
@@ -879,7 +879,7 @@ class CurationLoop:
 
     def _validate_synthetic(self, synth_ids: list) -> np.ndarray:
         """Simulated validation of synthetic items (a stated proxy for a person's accept)."""
-        from helpers import synthesis
+        from . import synthesis
 
         sids, sX, sy = self._synthetic_arrays()
         pos = {int(i): k for k, i in enumerate(sids)}
@@ -917,7 +917,7 @@ class CurationLoop:
             self.state["synthetic_batch"] = []
         arms = self.state["batch_info"].get("arms")
         if self.state["bandit"] is not None and arms:
-            from helpers.bandits import BANDITS, reward_mean_uncertainty
+            from .bandits import BANDITS, reward_mean_uncertainty
 
             # reward of an arm: mean U(x) of the batch items it gave, scaled by log C to [0, ~1]
             bandit = cast(Any, BANDITS[self.state["bandit_kind"]]).from_state(self.state["bandit"])

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from helpers._validation import (
+from ._validation import (
     check_array,
     check_positive,
     check_random_state,

@@ -29,8 +29,8 @@ import torch
 from sklearn.base import BaseEstimator
 from torch import nn
 
-from helpers._validation import check_array, check_choice, check_random_state, is_torch
-from helpers.device import chunk_rows, resolve_device
+from ._validation import check_array, check_choice, check_random_state, is_torch
+from .device import chunk_rows, resolve_device
 
 __all__ = [
     "MLP",
@@ -888,7 +888,7 @@ def __getattr__(name: str) -> Any:
     """``VAE`` and ``ConditionalVAE`` live in :mod:`helpers.generators`; re-exported here
     lazily (DESIGN.md lists the VAE under models) without an import cycle."""
     if name in ("VAE", "ConditionalVAE"):
-        from helpers import generators
+        from . import generators
 
         return getattr(generators, name)
-    raise AttributeError(f"module 'helpers.models' has no attribute {name!r}")
+    raise AttributeError(f"module 'gapscope.helpers.models' has no attribute {name!r}")

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from helpers._validation import check_choice, check_in_range, is_torch
+from ._validation import check_choice, check_in_range, is_torch
 
 __all__ = [
     "predictive_entropy",
@@ -383,7 +383,7 @@ def score_pool(
     """
     import torch
 
-    from helpers.device import chunk_rows
+    from .device import chunk_rows
 
     if isinstance(scores, str):
         scores = (scores,)

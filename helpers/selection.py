@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from helpers._validation import (
+from ._validation import (
     check_array,
     check_choice,
     check_positive,
@@ -175,7 +175,7 @@ def _uncertainty(scores: Any, probs: Any, score: str) -> np.ndarray:
         return _as_numpy(scores, name="scores", ndim=1)
     if probs is None:
         raise ValueError("scores/probs: expected uncertainty scores or probabilities, got neither")
-    from helpers import scoring
+    from . import scoring
 
     check_choice(score, name="score", choices=tuple(scoring.SCORES))
     p = probs if is_torch(probs) else np.asarray(probs)
@@ -443,7 +443,7 @@ class _TorchOps:
 
 def _ops_for(embeddings: Any, device: Any) -> Any:
     """numpy on the CPU (measured faster there), torch on CUDA; the device follows the data."""
-    from helpers.device import device_of, resolve_device
+    from .device import device_of, resolve_device
 
     if device is not None:
         dev = resolve_device(device)
@@ -484,7 +484,7 @@ def _greedy(
     ``utility + lam * dist / scale``. Blocked rows (labeled, chosen) carry -inf in the
     vector that is maximised, so they are never picked again.
     """
-    from helpers.device import chunk_rows
+    from .device import chunk_rows
 
     k = pool.budget
     labeled_idx = np.flatnonzero(pool.labeled)
@@ -721,8 +721,8 @@ def cluster_bandit(
     -------
     ndarray of int64, shape (budget,), grouped by cluster, most uncertain first within each.
     """
-    from helpers import bandits as _bandits
-    from helpers.clustering import kmeans
+    from . import bandits as _bandits
+    from .clustering import kmeans
 
     pool = _Pool(
         budget,
@@ -814,7 +814,7 @@ def _log_density(log_density: Any, embeddings: Any, kde: Any) -> np.ndarray:
         raise ValueError(
             "log_density/embeddings: expected log-densities or embeddings to fit a KDE, got neither"
         )
-    from helpers.density import GaussianKDE
+    from .density import GaussianKDE
 
     if kde is None:
         kde = GaussianKDE().fit(embeddings)
@@ -996,7 +996,7 @@ def typiclust(
     -------
     ndarray of int64, shape (budget,), in selection order.
     """
-    from helpers.clustering import kmeans
+    from .clustering import kmeans
 
     pool = _Pool(
         budget,

@@ -33,7 +33,7 @@ Event kinds (``EVENT_KINDS``)
 Examples
 --------
 >>> import tempfile
->>> from helpers.store import LabelStore
+>>> from gapscope.helpers.store import LabelStore
 >>> with LabelStore(run_dir=tempfile.mkdtemp()) as store:
 ...     store.set_schema(labels=[0, 1], tags=["blurry"])
 ...     store.add_items([10, 11], dataset="digits")
@@ -66,7 +66,7 @@ import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from helpers import _store_schema as S
+from . import _store_schema as S
 
 __all__ = [
     "EVENT_KINDS",

@@ -39,7 +39,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from helpers._validation import (
+from ._validation import (
     check_array,
     check_choice,
     check_in_range,
@@ -287,7 +287,7 @@ def _decode_batch(
     intended = _intended(
         generator, X, cond, _conditions_are_labels(generator, conditions_are_labels)
     )
-    from helpers.generators import generator_name
+    from .generators import generator_name
 
     # built column-wise (one numpy -> list conversion per field): per-item make_provenance
     # calls cost ~100 us each and dominated generation (measured 2.4 of 2.7 s for 20k items)
@@ -403,7 +403,7 @@ def generate_low_density(
     SyntheticBatch with ``method="low_density"``; each provenance has ``log_density``, the
     KDE log-density of its z.
     """
-    from helpers.density import GaussianKDE, sample_low_density
+    from .density import GaussianKDE, sample_low_density
 
     _check_generator(generator)
     n = _check_n(n)
@@ -1562,7 +1562,7 @@ def synthesize(
     SyntheticBatch (at most ``n`` items), with a ``shaper_state`` attribute (None except
     for ``"shaped"``).
     """
-    from helpers.scoring import predictive_entropy
+    from .scoring import predictive_entropy
 
     check_choice(mode, name="mode", choices=SYNTHESIS_MODES)
     _check_generator(generator)

@@ -28,9 +28,9 @@ def nb(cells):
 EXPERIMENT = [
     ("md", """# Experiment: one curation-loop run
 
-Parameterized with papermill (see the `parameters` cell). Runs the loop of `helpers.loop`
+Parameterized with papermill (see the `parameters` cell). Runs the loop of `gapscope.helpers.loop`
 with a simulated annotator (the dataset's Oracle) and writes one record per round to
-`{run_dir}/results.json`. `gapscope run` / `helpers.experiments.run_grid` execute this
+`{run_dir}/results.json`. `gapscope run` / `gapscope.helpers.experiments.run_grid` execute this
 notebook over a grid; `compare.ipynb` reads the run folder.
 
 The defaults are tiny so that the test suite can execute it in seconds."""),
@@ -58,7 +58,7 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers.loop import CurationLoop, LoopConfig
+from gapscope.helpers.loop import CurationLoop, LoopConfig
 
 run_dir = Path(run_dir or tempfile.mkdtemp(prefix="gapscope-exp-"))
 run_dir.mkdir(parents=True, exist_ok=True)
@@ -76,8 +76,8 @@ table"""),
 # 95% of the full-data model"). Computed once per (dataset, seed), in the random run.
 reference = None
 if compute_reference is True or (compute_reference == "auto" and strategy == "random"):
-    from helpers.models import Ensemble
-    from helpers import metrics as M
+    from gapscope.helpers.models import Ensemble
+    from gapscope.helpers import metrics as M
     ds = loop.dataset
     y_all = ds.oracle.true_labels(ds.pool.ids)
     ens = Ensemble(n_members=n_members, n_classes=ds.n_classes, random_state=seed,
@@ -118,7 +118,7 @@ print("results:", run_dir / "results.json")"""),
 COMPARE = [
     ("md", """# Compare strategies over a run folder
 
-Reads a folder made by `gapscope run` (or `helpers.experiments.run_grid`) and draws the
+Reads a folder made by `gapscope run` (or `gapscope.helpers.experiments.run_grid`) and draws the
 report: learning curves with 95% intervals over seeds, labels needed to reach 95% of the
 full-data model with the paired saving against random, area under the learning curve,
 ECE, minority-class recall, coverage/evenness over rounds and robustness on the shifted
@@ -139,7 +139,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
-from helpers import experiments as E
+from gapscope.helpers import experiments as E
 
 pio.renderers.default = "notebook"   # plotly.js inline: the exported HTML works offline
 if not out_dir:
@@ -207,7 +207,7 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers.loop import CurationLoop, LoopConfig
+from gapscope.helpers.loop import CurationLoop, LoopConfig
 
 run_dir = Path(run_dir or tempfile.mkdtemp(prefix="gapscope-synth-"))
 common = dict(dataset=dataset, budget=n_labeled // 3, rounds=2, n_initial=n_labeled // 3, seed=seed,

@@ -47,7 +47,7 @@ if map_method == "pca":
     pca = PCA(n_components=2, random_state=seed).fit(Z)
     xy, project = pca.transform(Z), pca.transform
 elif map_method == "umap":
-    from helpers.clustering import umap_map
+    from gapscope.helpers.clustering import umap_map
 
     xy, project = umap_map(Z, random_state=seed), None
 else:
@@ -92,12 +92,12 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers.clustering import kmeans
-from helpers.data import load_dataset
-from helpers.metrics import gap_regions, summarize_dataset
-from helpers.models import Ensemble
-from helpers.scoring import ensemble_uncertainty
-from widgets import LatentMap, SamplerPanel, map_density
+from gapscope.helpers.clustering import kmeans
+from gapscope.helpers.data import load_dataset
+from gapscope.helpers.metrics import gap_regions, summarize_dataset
+from gapscope.helpers.models import Ensemble
+from gapscope.helpers.scoring import ensemble_uncertainty
+from gapscope.widgets import LatentMap, SamplerPanel, map_density
 
 out_dir = Path(out_dir or os.environ.get("GAPSCOPE_OUT") or tempfile.mkdtemp(prefix="gapscope-"))
 out_dir.mkdir(parents=True, exist_ok=True)""",
@@ -205,12 +205,12 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers.data import load_dataset
-from helpers.metrics import evaluate
-from helpers.models import Ensemble
-from helpers.scoring import ensemble_uncertainty
-from helpers.store import LabelStore
-from widgets import Labeler, LatentMap, LoopDashboard, SamplerPanel, nearest_exemplars
+from gapscope.helpers.data import load_dataset
+from gapscope.helpers.metrics import evaluate
+from gapscope.helpers.models import Ensemble
+from gapscope.helpers.scoring import ensemble_uncertainty
+from gapscope.helpers.store import LabelStore
+from gapscope.widgets import Labeler, LatentMap, LoopDashboard, SamplerPanel, nearest_exemplars
 
 run_dir = Path(run_dir or os.environ.get("GAPSCOPE_RUN_DIR") or tempfile.mkdtemp(prefix="gapscope-"))
 run_dir.mkdir(parents=True, exist_ok=True)
@@ -301,7 +301,7 @@ dash""",
     assert kinds[0] == "accept" and kinds[1] == "reject" and kinds[-1] == "undo", kinds
     assert kinds[2] in ("accept", "correct") and kinds[3] == "flag_bias"
     cues = ev["cues"].iloc[0]
-    assert cues["widget"] == "widgets.Labeler" and len(cues["exemplars_shown"]) == 3
+    assert cues["widget"] == "gapscope.widgets.Labeler" and len(cues["exemplars_shown"]) == 3
     assert lab.done >= 3
     picked = lmap.select(batch_ids[:5])                  # as a box drag would
     assert json.loads(selection_file.read_text())["ids"] == picked

@@ -56,9 +56,9 @@ def _(Path, mo, os, tempfile):
 
 @app.cell
 def _(dataset, epochs, lr, map_method, n_members, seed):
-    from helpers.data import load_dataset
-    from helpers.models import Ensemble
-    from helpers.scoring import ensemble_uncertainty
+    from gapscope.helpers.data import load_dataset
+    from gapscope.helpers.models import Ensemble
+    from gapscope.helpers.scoring import ensemble_uncertainty
 
     ds = load_dataset(dataset, random_state=seed)
     pool = ds.pool
@@ -74,7 +74,7 @@ def _(dataset, epochs, lr, map_method, n_members, seed):
         _pca = PCA(n_components=2, random_state=seed).fit(Z)
         xy, project = _pca.transform(Z), _pca.transform
     elif map_method == "umap":
-        from helpers.clustering import umap_map
+        from gapscope.helpers.clustering import umap_map
 
         xy, project = umap_map(Z, random_state=seed), None
     else:
@@ -84,8 +84,8 @@ def _(dataset, epochs, lr, map_method, n_members, seed):
 
 @app.cell
 def _(Z, ds, mo, model_label, n_clusters, pool, seed, tau):
-    from helpers.clustering import kmeans
-    from helpers.metrics import gap_regions
+    from gapscope.helpers.clustering import kmeans
+    from gapscope.helpers.metrics import gap_regions
 
     clusters, _centers = kmeans(Z, n_clusters, random_state=seed)
     errors = (model_label != ds.oracle.true_labels(pool.ids)).astype(float)
@@ -101,7 +101,7 @@ def _(Z, ds, mo, model_label, n_clusters, pool, seed, tau):
 
 @app.cell
 def _(U, clusters, ds, errors, mo, pool, xy):
-    from widgets import COLOR_BY, LatentMap
+    from gapscope.widgets import COLOR_BY, LatentMap
 
     lmap = LatentMap(xy, pool.ids, uncertainty=U, error=errors, cluster=clusters,
                      content=pool.X, kind=ds.kind, color_by="uncertainty",
@@ -120,7 +120,7 @@ def _(color, lmap, mo):
 
 @app.cell
 def _(Z, lmap, mo, pool, project, seed):
-    from widgets import SamplerPanel
+    from gapscope.widgets import SamplerPanel
 
     sampler = SamplerPanel(Z, pool.ids, latent_map=lmap, project=project, count=20,
                            random_state=seed)
@@ -130,7 +130,7 @@ def _(Z, lmap, mo, pool, project, seed):
 
 @app.cell
 def _(U, Z, dataset, gaps, json, lmap, map_method, np, out_dir, pool, sampler, tau, xy):
-    from widgets import map_density
+    from gapscope.widgets import map_density
 
     # checks: the notebook's claims
     np.testing.assert_allclose(lmap._values["density"], map_density(xy)[3])

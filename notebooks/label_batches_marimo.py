@@ -74,9 +74,9 @@ def _(Path, mo, os, tempfile):
 
 @app.cell
 def _(dataset, epochs, lr, map_method, n_members, seed):
-    from helpers.data import load_dataset
-    from helpers.models import Ensemble
-    from helpers.scoring import ensemble_uncertainty
+    from gapscope.helpers.data import load_dataset
+    from gapscope.helpers.models import Ensemble
+    from gapscope.helpers.scoring import ensemble_uncertainty
 
     ds = load_dataset(dataset, random_state=seed)
     pool = ds.pool
@@ -95,7 +95,7 @@ def _(dataset, epochs, lr, map_method, n_members, seed):
         _pca = PCA(n_components=2, random_state=seed).fit(Z)
         xy, project = _pca.transform(Z), _pca.transform
     elif map_method == "umap":
-        from helpers.clustering import umap_map
+        from gapscope.helpers.clustering import umap_map
 
         xy, project = umap_map(Z, random_state=seed), None
     else:
@@ -105,8 +105,8 @@ def _(dataset, epochs, lr, map_method, n_members, seed):
 
 @app.cell
 def _(Z, Z_seed, confidence, dataset, ds, model_label, np, pool, run_dir):
-    from helpers.store import LabelStore
-    from widgets import nearest_exemplars
+    from gapscope.helpers.store import LabelStore
+    from gapscope.widgets import nearest_exemplars
 
     store = LabelStore(run_dir=run_dir, project=dataset)
     store.set_schema(labels=list(range(ds.n_classes)), tags=["blurry", "ambiguous", "atypical"])
@@ -130,7 +130,7 @@ def _(Z, Z_seed, confidence, dataset, ds, model_label, np, pool, run_dir):
 
 @app.cell
 def _(U, ds, json, mo, pool, selection_file, store, xy):
-    from widgets import LatentMap
+    from gapscope.widgets import LatentMap
 
     lmap = LatentMap(xy, pool.ids, uncertainty=U, store=store, content=pool.X, kind=ds.kind,
                      color_by="uncertainty", title="pool map (box / lasso to select)")
@@ -151,7 +151,7 @@ def _(U, ds, json, mo, pool, selection_file, store, xy):
 
 @app.cell
 def _(U, annotator, batch_for, batch_size, content, dataset, ds, lmap, mo, np, pool, store):
-    from widgets import Labeler
+    from gapscope.widgets import Labeler
 
     batch_ids = pool.ids[np.argsort(-U, kind="stable")[:batch_size]]
     lab = Labeler(store, batch_ids, content=content, kind=ds.kind, label_names=ds.class_names,
@@ -165,7 +165,7 @@ def _(U, annotator, batch_for, batch_size, content, dataset, ds, lmap, mo, np, p
 
 @app.cell
 def _(Z, batch_for, batch_size, lab, lmap, mo, pool, project, seed):
-    from widgets import SamplerPanel
+    from gapscope.widgets import SamplerPanel
 
     sampler = SamplerPanel(Z, pool.ids, latent_map=lmap, project=project, count=batch_size,
                            random_state=seed)
@@ -183,8 +183,8 @@ def _(Z, batch_for, batch_size, lab, lmap, mo, pool, project, seed):
 
 @app.cell
 def _(ds, ens, mo):
-    from helpers.metrics import evaluate
-    from widgets import LoopDashboard
+    from gapscope.helpers.metrics import evaluate
+    from gapscope.widgets import LoopDashboard
 
     _m = evaluate(ens.predict_proba(ds.test.X).mean(0), ds.test.labels)
     dash = LoopDashboard([{"round": 0, "accuracy": _m["accuracy"], "ece": _m["ece"],
@@ -203,7 +203,7 @@ def _(annotator, batch_ids, json, lab, lmap, run_dir, sampler, selection_file, s
         _ev = store.events(annotator=annotator).iloc[_n0:]
         _kinds = list(_ev["kind"])
         assert _kinds[0] == "accept" and _kinds[1] == "reject" and _kinds[-1] == "undo", _kinds
-        assert _ev["cues"].iloc[0]["widget"] == "widgets.Labeler"
+        assert _ev["cues"].iloc[0]["widget"] == "gapscope.widgets.Labeler"
         _picked = lmap.select(batch_ids[:5])
         assert json.loads(selection_file.read_text())["ids"] == _picked
         sampler.make_batch()

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers.bandits import (
+from gapscope.helpers.bandits import (
     BANDITS,
     UCB1,
     ThompsonSampling,

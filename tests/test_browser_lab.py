@@ -107,7 +107,7 @@ def lab_server(tmp_path_factory):
 
 
 def _events(out: Path):
-    from helpers.store import LabelStore
+    from gapscope.helpers.store import LabelStore
 
     with LabelStore(run_dir=out / "run", project="digits") as s:
         ev = s.events()

@@ -86,7 +86,7 @@ def marimo_app(tmp_path_factory):
 
 
 def _at_least(out: Path, n: int):
-    from helpers.store import LabelStore
+    from gapscope.helpers.store import LabelStore
 
     if not (out / "run" / "labels.sqlite").exists():
         return None

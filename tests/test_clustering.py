@@ -8,7 +8,7 @@ from conftest import DEVICES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers.clustering import (
+from gapscope.helpers.clustering import (
     ClusterResult,
     dbscan_clusters,
     hdbscan_clusters,
@@ -232,7 +232,7 @@ def test_umap_bad_input(rng):
 def test_hdbscan_finds_the_planted_rare_subgroups_of_the_mixture_dataset(seed):
     """Each rare subgroup of load_dataset("mixture") (ground truth in meta["group"]) is found
     as its own cluster: purity >= 0.95 and at least half of the subgroup in it."""
-    from helpers.data import load_dataset
+    from gapscope.helpers.data import load_dataset
 
     ds = load_dataset("mixture", random_state=seed)
     groups = ds.pool.meta["group"].to_numpy()

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers.data import DATASETS, Annotator, Dataset, Oracle, Pool, load_dataset
+from gapscope.helpers.data import DATASETS, Annotator, Dataset, Oracle, Pool, load_dataset
 
 
 def make_pool(n=6, d=3, start=0, **kw):

@@ -13,8 +13,8 @@ from hypothesis.extra.numpy import arrays
 from scipy import stats
 from scipy.special import logsumexp
 
-from helpers import density
-from helpers.density import (
+from gapscope.helpers import density
+from gapscope.helpers.density import (
     GaussianKDE,
     low_density_weights,
     sample_low_density,

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import experiments as E
+from gapscope.helpers import experiments as E
 
 TOY_SOURCE = """
 import json, os, time
@@ -220,8 +220,8 @@ def test_cli_grid_config_errors(tmp_path):
 @pytest.mark.slow
 def test_score_pool_on_ray_data_equals_local():
     pytest.importorskip("ray")
-    from helpers.models import Ensemble
-    from helpers.scoring import score_pool
+    from gapscope.helpers.models import Ensemble
+    from gapscope.helpers.scoring import score_pool
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(300, 6)).astype(np.float32)

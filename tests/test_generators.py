@@ -9,7 +9,7 @@ from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 
-from helpers.generators import VAE, ConditionalVAE, Generator, generator_name
+from gapscope.helpers.generators import VAE, ConditionalVAE, Generator, generator_name
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from helpers.loop import STEPS, CurationLoop, LoopConfig, WaitingForLabels
+from gapscope.helpers.loop import STEPS, CurationLoop, LoopConfig, WaitingForLabels
 
 SMALL = {
     "dataset": "mixture",
@@ -68,7 +68,7 @@ def test_resume_in_process_equals_uninterrupted(tmp_path):
 
 _KILL_SCRIPT = """
 import sys
-from helpers.loop import CurationLoop, LoopConfig
+from gapscope.helpers.loop import CurationLoop, LoopConfig
 cfg = LoopConfig(**__import__("json").loads(sys.argv[2]))
 CurationLoop(sys.argv[1], cfg).run()
 """

@@ -47,12 +47,12 @@ def test_label_batches_runs_as_script(tmp_path):
     assert res["kinds"][:2] == ["accept", "reject"] and res["kinds"][-1] == "undo"
     assert res["n_events"] == 6 and res["total"] == 24
     # the store is a real SQLite file in the run folder, readable after the run
-    from helpers.store import LabelStore
+    from gapscope.helpers.store import LabelStore
 
     with LabelStore(run_dir=tmp_path, project="digits") as s:
         ev = s.events()
     assert list(ev["kind"]) == res["kinds"]
-    assert ev["cues"].iloc[0]["widget"] == "widgets.Labeler"
+    assert ev["cues"].iloc[0]["widget"] == "gapscope.widgets.Labeler"
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ from hypothesis.extra.numpy import arrays
 from scipy.spatial.distance import jensenshannon, pdist
 from scipy.stats import entropy as scipy_entropy
 
-from helpers import metrics as M
+from gapscope.helpers import metrics as M
 
 # --------------------------------------------------------------------------------------------
 # diversity

@@ -11,7 +11,7 @@ import torch
 from conftest import DEVICES
 from torch import nn
 
-from helpers.models import (
+from gapscope.helpers.models import (
     MLP,
     CNN1d,
     CNN2d,
@@ -367,7 +367,7 @@ def test_ensemble_errors(rng):
 def test_digits_ensemble_learns():
     # ~0.6 s on an idle 2-core CPU (5 MLPs, 500 digits, default epochs with early stopping);
     # no wall-clock assertion: the CI machine is shared
-    from helpers.data import load_dataset
+    from gapscope.helpers.data import load_dataset
 
     ds = load_dataset("digits", random_state=0)
     ids = ds.pool.ids[:500]
@@ -382,7 +382,7 @@ def test_digits_ensemble_learns():
 def test_min_steps_keeps_tiny_training_sets_from_stopping_at_init():
     """With 20 labels an epoch is one step; restoring the best-val-loss weights of epoch ~2
     left the ensemble at chance (0.11). min_steps trains on and only tracks the best after it."""
-    from helpers.data import load_dataset
+    from gapscope.helpers.data import load_dataset
 
     ds = load_dataset("digits", random_state=0)
     X, y = ds.pool.X[:20], ds.oracle.true_labels(ds.pool.ids[:20])
@@ -399,7 +399,7 @@ def test_min_steps_keeps_tiny_training_sets_from_stopping_at_init():
 
 
 def test_vae_reexported_from_generators():
-    from helpers import generators, models
+    from gapscope.helpers import generators, models
 
     assert models.ConditionalVAE is generators.ConditionalVAE and models.VAE is generators.VAE
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
@@ -407,7 +407,7 @@ def test_vae_reexported_from_generators():
 
 
 def test_auto_chunk_capped_for_batched_pass_on_cpu(rng, monkeypatch):
-    from helpers import models
+    from gapscope.helpers import models
 
     ens, _ = fitted(rng, "mlp")
     X = rng.normal(size=(5000, 6)).astype(np.float32)

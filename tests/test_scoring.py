@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from helpers.models import Ensemble
-from helpers.scoring import (
+from gapscope.helpers.models import Ensemble
+from gapscope.helpers.scoring import (
     SCORES,
     ensemble_uncertainty,
     expected_entropy,

@@ -10,9 +10,9 @@ from conftest import DEVICES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers import selection
-from helpers.bandits import UCB1, ThompsonSampling
-from helpers.selection import (
+from gapscope.helpers import selection
+from gapscope.helpers.bandits import UCB1, ThompsonSampling
+from gapscope.helpers.selection import (
     STRATEGIES,
     badge,
     balance,
@@ -139,7 +139,7 @@ def test_density_weighted_matches_reference(beta, rng):
 
 
 def test_density_weighted_fits_a_kde_when_no_log_density(rng):
-    from helpers.density import GaussianKDE
+    from gapscope.helpers.density import GaussianKDE
 
     Z, P, ent, logp = _pool(rng, n=150)
     out = select("density_weighted", 10, scores=ent, embeddings=Z, beta=1.0, random_state=0)
@@ -148,7 +148,7 @@ def test_density_weighted_fits_a_kde_when_no_log_density(rng):
 
 
 def test_low_density_single_draw_follows_density_weights():
-    from helpers.density import low_density_weights
+    from gapscope.helpers.density import low_density_weights
 
     logp = np.log(np.array([0.05, 0.2, 0.5, 1.0, 2.0]))
     w = low_density_weights(logp, eps=0.1, temperature=1.0)  # the reference distribution

@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import _store_schema as S
-from helpers.store import (
+from gapscope.helpers import _store_schema as S
+from gapscope.helpers.store import (
     EVENT_KINDS,
     SCHEMA_VERSION,
     LabelStore,

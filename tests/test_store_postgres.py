@@ -24,7 +24,7 @@ from test_store_reliability import (
     setup_bad_input_store,
 )
 
-from helpers.store import SCHEMA_VERSION, LabelStore, StoreError
+from gapscope.helpers.store import SCHEMA_VERSION, LabelStore, StoreError
 
 PG_URL = os.environ.get("GAPSCOPE_TEST_PG_URL")
 

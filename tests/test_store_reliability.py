@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pytest
 
-from helpers.store import MAX_CUES_BYTES, LabelStore, StoreError
+from gapscope.helpers.store import MAX_CUES_BYTES, LabelStore, StoreError
 
 
 @pytest.fixture(autouse=True)
@@ -359,7 +359,7 @@ def test_retry_after_failure_before_commit(tmp_path):
 _KILL_WRITER = textwrap.dedent(
     """
     import sys
-    from helpers.store import LabelStore
+    from gapscope.helpers.store import LabelStore
     s = LabelStore(sys.argv[1])
     i = 0
     while True:

@@ -13,8 +13,8 @@ from scipy import ndimage
 from scipy.spatial.distance import cdist
 from scipy.stats import mannwhitneyu
 
-from helpers import synthesis as S
-from helpers.synthesis import ConditionShaper, SyntheticBatch
+from gapscope.helpers import synthesis as S
+from gapscope.helpers.synthesis import ConditionShaper, SyntheticBatch
 
 
 class LinearGenerator:
@@ -67,8 +67,8 @@ def test_low_density_samples_are_sparser_than_prior_samples():
     """
     from sklearn.datasets import load_digits
 
-    from helpers.density import GaussianKDE
-    from helpers.generators import VAE
+    from gapscope.helpers.density import GaussianKDE
+    from gapscope.helpers.generators import VAE
 
     d = load_digits()
     X = (d.images[:1000] / 16.0).astype(np.float32)
@@ -443,7 +443,7 @@ def test_generator_protocol_checks():
 
 
 def test_validate_with_oracle_on_mixture():
-    from helpers.data import load_dataset
+    from gapscope.helpers.data import load_dataset
 
     ds = load_dataset("mixture", random_state=0, n_pool=800, n_val=200, n_test=200)
     ref = S.reference_classifier(ds, random_state=0)

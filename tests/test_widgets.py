@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from widgets import (
+from gapscope.widgets import (
     KEYMAP,
     Labeler,
     LabelerError,
@@ -28,13 +28,13 @@ from widgets import (
     nearest_exemplars,
     selection_mask,
 )
-from widgets._common import parse_svg_path, png_bytes, points_in_polygon
+from gapscope.widgets._common import parse_svg_path, png_bytes, points_in_polygon
 
 
 # ----------------------------------------------------------------------------- fixtures
 @pytest.fixture
 def store(tmp_path):
-    from helpers.store import LabelStore
+    from gapscope.helpers.store import LabelStore
 
     s = LabelStore(run_dir=tmp_path)
     s.set_schema(labels=[0, 1, 2], tags=["blurry", "ambiguous"])
@@ -180,7 +180,7 @@ def test_labeler_keyboard_writes_every_action_with_cues(store, images):
     assert [s["action"] for s in lab.states[:4]] == ["accept", "reject", "correct", "skip"]
     assert lab.states[3]["bias"] is True and lab.states[3]["done"] is False
     cues = store.events()["cues"].iloc[2]
-    assert cues["widget"] == "widgets.Labeler" and cues["widget_version"] == "0.1.0"
+    assert cues["widget"] == "gapscope.widgets.Labeler" and cues["widget_version"] == "0.1.0"
     assert cues["confidence_shown"] == pytest.approx(0.6)
     assert cues["model_label_shown"] == "2" and cues["exemplars_shown"] == ["it9", "it10", "it11"]
     assert cues["ms_on_item"] == 120 and cues["input"] == "key"
@@ -234,7 +234,7 @@ def test_labeler_clicks_tags_flags_and_batch_accept(store, images):
 
 
 def test_labeler_reopened_after_restart_shows_progress_and_continues(store, images, tmp_path):
-    from helpers.store import LabelStore
+    from gapscope.helpers.store import LabelStore
 
     lab = make_labeler(store, images)
     key(lab, "a")
@@ -296,7 +296,7 @@ def test_labeler_bad_input_is_visible_and_writes_nothing(store, images):
 
 
 def test_labeler_int_ids_and_string_labels(tmp_path, rng):
-    from helpers.store import LabelStore
+    from gapscope.helpers.store import LabelStore
 
     with LabelStore(run_dir=tmp_path) as s:
         s.set_schema(labels=["cat", "dog"])
@@ -430,7 +430,7 @@ def test_latent_map_selection_survives_hover_traffic(lmap):
 
 
 def test_latent_map_colouring_and_marks_from_store(rng, tmp_path):
-    from helpers.store import LabelStore
+    from gapscope.helpers.store import LabelStore
 
     ids = [f"p{k}" for k in range(40)]
     xy = rng.normal(size=(40, 2))
@@ -475,7 +475,7 @@ def test_latent_map_bad_input(rng):
 
 # ----------------------------------------------------------------------------- SamplerPanel
 def test_sampler_proposal_follows_controls(rng):
-    from helpers.density import GaussianKDE, select_low_density
+    from gapscope.helpers.density import GaussianKDE, select_low_density
 
     Z = np.concatenate([rng.normal(size=(150, 3)), rng.normal(size=(10, 3)) + 5])
     ids = [f"z{k}" for k in range(160)]
@@ -487,7 +487,7 @@ def test_sampler_proposal_follows_controls(rng):
     assert sp.proposal["ids"] == [ids[k] for k in ref]
     np.testing.assert_allclose(m.proposal_xy(), Z[ref, :2])
     # a browser change set (debounced in JS) arrives as one update: one recompute
-    import helpers.density as hd
+    import gapscope.helpers.density as hd
 
     calls = []
     real = hd.select_low_density

@@ -32,8 +32,8 @@ __all__ = sorted(_EXPORTS) + ["__version__"]
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
-        return getattr(importlib.import_module(f"widgets.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'widgets' has no attribute {name!r}")
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'gapscope.widgets' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:

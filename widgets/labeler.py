@@ -725,7 +725,7 @@ class Labeler(anywidget.AnyWidget):
         if ms is None:
             ms = (time.monotonic() - self._t_item) * 1000.0
         return {
-            "widget": "widgets.Labeler",
+            "widget": "gapscope.widgets.Labeler",
             "widget_version": WIDGETS_VERSION,
             "session": self._session,
             "input": source,

@@ -137,7 +137,7 @@ class SamplerPanel(anywidget.AnyWidget):
 
     # ------------------------------------------------------------------ compute
     def _kde(self, h: float) -> Any:
-        from helpers.density import GaussianKDE
+        from ..helpers.density import GaussianKDE
 
         if self._kde_cache is None or self._kde_cache[0] != h:
             self._kde_cache = (h, GaussianKDE(bandwidth=h, device="cpu").fit(self.Z))
@@ -151,7 +151,7 @@ class SamplerPanel(anywidget.AnyWidget):
 
     def recompute(self) -> dict[str, Any]:
         """Recompute the proposal for the current settings and draw it on the map."""
-        from helpers.density import sample_low_density, select_low_density
+        from ..helpers.density import sample_low_density, select_low_density
 
         key = (self.bandwidth, self.eps, self.temperature, self.count, self.strategy)
         if key == self._last_key and self.proposal:
