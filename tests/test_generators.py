@@ -61,14 +61,16 @@ def _mse(a, b):
 def test_vae_reconstruction_beats_pca_on_heldout(digits):
     """Held-out MSE of decode(encode(x)) < MSE of a PCA with as many components (latent 8).
 
-    Gaussian likelihood on standardised pixels, beta=0.25, 30 epochs. Measured MSE ratio
-    VAE / PCA on 497 held-out digits: 0.86-0.88 (seeds 1, 2; 1.00 at 20 epochs). The
-    Bernoulli likelihood optimises cross-entropy, not squared error, and lands at 1.05-1.5 of
-    PCA's MSE, so it is not the one compared. The test asks for at least 5% lower MSE.
+    Gaussian likelihood on standardised pixels, beta=0.25, 45 epochs. Measured MSE ratio
+    VAE / PCA on 497 held-out digits over seeds 0-9: 0.72-0.79 (0.771 for seed 1); at 30
+    epochs it was 0.82-0.95, i.e. at the threshold for seed 6 (a CPU with other float
+    rounding trains a different net), and 1.00 at 20 epochs. The Bernoulli likelihood
+    optimises cross-entropy, not squared error, and lands at 1.05-1.5 of PCA's MSE, so it is
+    not the one compared. The test asks for at least 5% lower MSE.
     """
     Xtr, ytr, Xte, _ = digits
     vae = VAE(
-        latent_dim=8, arch="mlp", beta=0.25, likelihood="gaussian", epochs=30, random_state=1
+        latent_dim=8, arch="mlp", beta=0.25, likelihood="gaussian", epochs=45, random_state=1
     ).fit(Xtr, ytr)
     vae_mse = _mse(vae.reconstruct(Xte), Xte)
     pca = PCA(8).fit(Xtr.reshape(len(Xtr), -1))
@@ -80,11 +82,12 @@ def test_vae_reconstruction_beats_pca_on_heldout(digits):
 
 @pytest.mark.slow
 def test_conv_vae_beats_pca_on_heldout(digits):
-    """The conv net for 8x8 images (same settings; 16/32 channels, 30 epochs).
+    """The conv net for 8x8 images (same settings; 16/32 channels, 45 epochs).
 
-    Measured ratio 0.74-0.76 (seeds 0, 1; 1.00 at 15 epochs); threshold 0.85."""
+    Measured ratio over seeds 0-9: 0.62-0.71 (0.629 for seed 0); threshold 0.85. At 30 epochs
+    it was 0.74-0.86 (seed 2 above the threshold), 1.00 at 15 epochs."""
     Xtr, ytr, Xte, _ = digits
-    vae = VAE(latent_dim=8, beta=0.25, likelihood="gaussian", epochs=30, random_state=0).fit(
+    vae = VAE(latent_dim=8, beta=0.25, likelihood="gaussian", epochs=45, random_state=0).fit(
         Xtr, ytr
     )
     assert vae.arch_ == "conv2d"
@@ -96,15 +99,16 @@ def test_conv_vae_beats_pca_on_heldout(digits):
 
 
 def test_conditional_generation_reference_classifier_agrees(digits, cvae):
-    """A logistic regression trained on real digits gives the intended class to >= 85% of
-    g(z, c), z ~ N(0, I), 30 per class (measured 0.943 with these settings; 0.003 when
-    the condition is shifted by one class)."""
+    """A logistic regression trained on real digits gives the intended class to >= 80% of
+    g(z, c), z ~ N(0, I), 30 per class (measured 0.943 with these settings, 0.923-0.993 over
+    CVAE seeds 0-9 and sampling seeds 1, 2; 0.000-0.003 when the condition is shifted by one
+    class)."""
     Xtr, ytr, _, _ = digits
     ref = LogisticRegression(max_iter=2000).fit(Xtr.reshape(len(Xtr), -1), ytr)
     c = np.repeat(np.arange(10), 30)
     Xs = cvae.sample(len(c), condition=c, random_state=1)
     agree = (ref.predict(Xs.reshape(len(Xs), -1)) == c).mean()
-    assert agree >= 0.85, agree
+    assert agree >= 0.8, agree
     # the same latents with a shuffled condition are NOT the intended class: the decoder uses c
     c_wrong = (c + 1) % 10
     Xw = cvae.sample(len(c), condition=c_wrong, random_state=1)

@@ -58,12 +58,18 @@ def _one_thread():
 
 
 def test_low_density_samples_are_sparser_than_prior_samples():
-    """Statistic: KDE log-density, under the training latents, of f(g(z)) for 300 low-density
-    draws vs 300 prior draws: the median is lower and a one-sided Mann-Whitney U test gives
-    p < 0.01 (measured p ~ 1e-33 for an unsupervised VAE, gamma=0).
+    """Statistic: distance of each generated digit to its nearest real training digit (pixel
+    space), 300 low-density draws vs 300 prior draws: the median is larger and a one-sided
+    Mann-Whitney U test gives p < 0.01 (measured p = 5e-10 .. 7e-73 over VAE seeds 0-9 and
+    sampling seeds 0, 1; 2e-30 for the seeds used here). The drawn latents themselves sit below
+    the 10% quantile of the training latents' KDE log-density (median 3.1-4.6 nats below it over
+    seeds 0-9).
 
-    With the classification head on (gamma=1) the latent classes are tight and f(g(z)) snaps
-    back into them: the effect then disappears (measured p = 0.07-0.7), so it is not tested.
+    The round trip f(g(z)) is not the statistic: the encoder pulls decoded items back into the
+    dense latent regions, so its KDE log-density was below the prior draws' (p < 0.01) for only
+    7 of 10 VAE seeds (p = 4e-72 .. 0.98; seed 0: 8e-34), i.e. it hinged on how training
+    happened to round on the CPU; with the classification head on (gamma=1) it disappears
+    entirely (p = 0.07-0.7).
     """
     from sklearn.datasets import load_digits
 
@@ -79,10 +85,11 @@ def test_low_density_samples_are_sparser_than_prior_samples():
     kde = GaussianKDE().fit(Z)
     low = S.generate_low_density(vae, Z, 300, random_state=0)
     prior = S.generate_from_prior(vae, 300, random_state=0)
-    lp_low = kde.score_samples(vae.encode(low.X))
-    lp_prior = kde.score_samples(vae.encode(prior.X))
-    assert np.median(lp_low) < np.median(lp_prior)
-    assert mannwhitneyu(lp_low, lp_prior, alternative="less").pvalue < 0.01
+    real = X.reshape(len(X), -1)
+    nn_low = cdist(low.X.reshape(len(low), -1), real).min(axis=1)
+    nn_prior = cdist(prior.X.reshape(len(prior), -1), real).min(axis=1)
+    assert np.median(nn_low) > np.median(nn_prior)
+    assert mannwhitneyu(nn_low, nn_prior, alternative="greater").pvalue < 0.01
     # the drawn latents themselves sit where the KDE is low
     z_low = np.array([p["z"] for p in low.provenance])
     assert np.median(kde.score_samples(z_low)) < np.quantile(kde.score_samples(Z), 0.1)
