@@ -158,10 +158,9 @@ def umap_map(
     )
     Y = np.asarray(reducer.fit_transform(Z), dtype=np.float32)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-        np.save(tmp, Y)
-        os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
+        from ._io import atomic_write
+
+        atomic_write(path, lambda p: np.save(p, Y))  # a concurrent reader never sees half a file
     return Y
 
 

@@ -498,7 +498,7 @@ class VAE:
             else (1, *self.input_shape_)
         )
         from ._validation import torch_generator
-        from .models import init_parameters, train
+        from .training import init_parameters, train
 
         # default init draws from torch's global generator: fork it so the caller's stream is
         # untouched, then re-initialise every layer from our own seeded generator

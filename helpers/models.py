@@ -1,47 +1,132 @@
-"""Small torch classifiers, a batched ensemble, and the one training loop.
+"""Small torch classifiers, a batched ensemble, and the model side of the loop's seam.
 
-Every classifier's ``forward(x)`` returns ``(logits, embedding)``: logits of shape
-(n, C) and the penultimate activations of shape (n, k). An :class:`Ensemble` trains M
-independently seeded members and evaluates them in ONE batched computation
-(``torch.func.stack_module_state`` + ``functional_call`` + ``vmap``); a plain loop over
-members is kept (``batched=False``) and both agree to float32 rounding.
+The curation loop calls any model that follows the :class:`Model` protocol:
+``fit(X, y) -> self`` and ``predict_proba(X) -> (M, n, C)``, optionally ``embed(X) -> (n, k)``
+and ``save(path)`` / ``load(path)``. This module ships four such models:
 
-:func:`train` is the one training loop (AdamW, linear warmup then cosine decay, early
-stopping on validation loss with the best weights restored, optional class and sample
-weights, bf16 autocast on CUDA only, seeded without touching torch's global generator).
-A custom ``loss_fn(model, xb, yb)`` lets other models (a VAE) use the same loop.
+- :class:`Ensemble`: gapscope's own small torch classifiers (:class:`MLP`, :class:`CNN2d`,
+  :class:`CNN1d`), M independently seeded members evaluated in ONE batched computation
+  (``torch.func.stack_module_state`` + ``functional_call`` + ``vmap``; a plain loop over
+  members, ``batched=False``, agrees to float32 rounding);
+- :class:`SklearnEnsemble`: M seeded clones of any scikit-learn classifier;
+- :class:`TorchEnsemble`: M members built by the user's ``torch.nn.Module`` factory;
+- :class:`FrozenEncoder`: a frozen embedding function with a light trainable head.
+
+Every classifier's ``forward(x)`` returns ``(logits, embedding)`` (a user module of
+:class:`TorchEnsemble` may return only logits). Training goes through the one loop,
+:func:`helpers.training.train` (AdamW, warmup + cosine decay, early stopping, bf16 autocast
+on CUDA only).
 
 Randomness: parameter initialisation uses an explicit ``torch.Generator`` (see
-:func:`init_parameters`), minibatch order another; nothing calls ``torch.manual_seed``.
-On the CPU, the same seed gives bit-identical weights.
+:func:`helpers.training.init_parameters`), minibatch order another; nothing calls
+``torch.manual_seed``. On the CPU, the same seed gives bit-identical weights.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import numbers
+import pickle
+import warnings
+from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from functools import partial
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 from torch import nn
 
+from ._io import write_binary
 from ._validation import check_array, check_choice, check_random_state, is_torch
 from .device import chunk_rows, resolve_device
+from .training import (
+    SEEDED_LAYERS,
+    _check_labels,
+    _check_validation_fraction,
+    _holdout_split,
+    init_parameters,
+    train,
+    unseeded_modules,
+)
 
 __all__ = [
+    "Model",
     "MLP",
     "CNN2d",
     "CNN1d",
     "ARCHS",
     "make_classifier",
-    "init_parameters",
-    "train",
     "Ensemble",
+    "SklearnEnsemble",
+    "TorchEnsemble",
+    "FrozenEncoder",
 ]
+
+
+# --------------------------------------------------------------------------------------
+# The protocol
+# --------------------------------------------------------------------------------------
+@runtime_checkable
+class Model(Protocol):
+    """What the curation loop calls on a model: the model side of the seam.
+
+    Only ``fit(X, y)`` and ``predict_proba(X)`` are required. ``isinstance(obj, Model)``
+    checks that both exist (not their signatures).
+
+    Methods
+    -------
+    fit(X, y, *, X_val=None, y_val=None, sample_weight=None, n_classes=None, random_state=None)
+        Train on X of shape (n, *feature_shape) and int labels y of shape (n,); returns the
+        fitted model (``self``). Only ``fit(X, y)`` is required: the loop passes each keyword
+        only when the model's ``fit`` signature accepts it. ``X_val, y_val``: a validation
+        split (early stopping). ``sample_weight``: array of shape (n,). ``n_classes``:
+        overrides the constructor's; in active learning the first labeled set may miss
+        classes, yet ``predict_proba`` must have ``n_classes`` columns. ``random_state``:
+        overrides the constructor's seed for this fit (the loop derives one per round, so
+        a resumed run is identical).
+    predict_proba(X)
+        Array of shape (M, n, C), float32: the class probabilities of each of M members
+        (M = 1 is allowed); each row sums to 1.
+    embed(X), optional
+        Array of shape (n, k): the fused embedding used for diversity, density and maps.
+        Without it the loop uses the flattened input.
+    save(path), optional
+        Write the fitted model to ``path``.
+    load(path), optional
+        Return a fitted model read from ``path``. The loop calls it on an UNFITTED
+        template (``template.load(path)``), so it may be a classmethod or an instance
+        method that returns a new fitted model.
+
+    See Also
+    --------
+    Ensemble, SklearnEnsemble, TorchEnsemble, FrozenEncoder : the shipped models.
+
+    Examples
+    --------
+    A nearest-centroid model with one member follows the protocol:
+
+    >>> import numpy as np
+    >>> class Centroid:
+    ...     def fit(self, X, y):
+    ...         self.means_ = np.stack([X[y == c].mean(0) for c in range(y.max() + 1)])
+    ...         return self
+    ...     def predict_proba(self, X):
+    ...         logits = -((X[:, None, :] - self.means_[None]) ** 2).sum(-1)
+    ...         p = np.exp(logits - logits.max(1, keepdims=True))
+    ...         return (p / p.sum(1, keepdims=True))[None].astype(np.float32)
+    >>> X = np.array([[0.0, 0.0], [0.1, 0.0], [1.0, 1.0], [0.9, 1.0]])
+    >>> m = Centroid().fit(X, np.array([0, 0, 1, 1]))
+    >>> isinstance(m, Model), m.predict_proba(X).shape
+    (True, (1, 4, 2))
+    """
+
+    def fit(self, X: Any, y: Any) -> Any: ...
+
+    def predict_proba(self, X: Any) -> Any: ...
 
 
 # --------------------------------------------------------------------------------------
@@ -157,24 +242,6 @@ def _resolve_arch(kind_or_arch: str, feature_shape: tuple[int, ...]) -> str:
     return kind_or_arch
 
 
-def init_parameters(module: nn.Module, generator: torch.Generator) -> nn.Module:
-    """Re-initialise every Linear/Conv layer of ``module`` from ``generator`` (in place).
-
-    Uses torch's default scheme (Kaiming-uniform weights with a = sqrt(5), biases
-    U(-1/sqrt(fan_in), 1/sqrt(fan_in))), but draws from ``generator`` instead of the
-    global generator, so seeding never touches global state.
-    """
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)):
-                nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=generator)
-                if m.bias is not None:
-                    fan_in = m.weight[0].numel()
-                    bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-                    nn.init.uniform_(m.bias, -bound, bound, generator=generator)
-    return module
-
-
 def make_classifier(
     kind_or_arch: str,
     *,
@@ -225,279 +292,160 @@ def make_classifier(
 
 
 # --------------------------------------------------------------------------------------
-# Training
+# Shared by the ensembles
 # --------------------------------------------------------------------------------------
-def _to_tensor(x: Any, *, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    if is_torch(x):
-        return x.detach().to(device=device, dtype=dtype)
-    return torch.as_tensor(np.asarray(x), dtype=dtype, device=device)
-
-
-def _class_weight_vector(class_weight: Any, y: torch.Tensor, n_classes: int) -> torch.Tensor:
-    if isinstance(class_weight, str):
-        check_choice(class_weight, name="class_weight", choices=("balanced",))
-        counts = torch.bincount(y, minlength=n_classes).double()
-        w = torch.where(
-            counts > 0, y.numel() / (n_classes * counts.clamp(min=1)), torch.zeros_like(counts)
-        )
-        return w.float()
-    wn = check_array(class_weight, name="class_weight", ndim=1, dtype=np.float32)
-    if wn.shape[0] != n_classes or (wn < 0).any():
-        raise ValueError(
-            f"class_weight: expected {n_classes} non-negative weights or 'balanced', got {wn.tolist()}"
-        )
-    return torch.as_tensor(wn)
-
-
-def _cosine_factor(step: int, total: int, warmup: int) -> float:
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
-def train(
-    model: nn.Module,
-    X: Any,
-    y: Any = None,
-    *,
-    X_val: Any = None,
-    y_val: Any = None,
-    epochs: int = 30,
-    lr: float = 3e-3,
-    weight_decay: float = 1e-4,
-    batch_size: int = 64,
-    warmup_frac: float = 0.1,
-    patience: int | None = 5,
-    class_weight: Any = None,
-    sample_weight: Any = None,
-    device: Any = "auto",
-    random_state: Any = None,
-    loss_fn: Callable[[nn.Module, torch.Tensor, torch.Tensor | None], torch.Tensor] | None = None,
-    min_steps: int = 0,
-) -> dict:
-    """Train ``model`` in place with AdamW, warmup + cosine decay and early stopping.
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-        A classifier returning ``(logits, embedding)`` (or logits), or any module when
-        ``loss_fn`` is given. Moved to ``device``.
-    X : array of shape (n, *feature_shape)
-    y : array of shape (n,), int, optional
-        Class labels; may be None only with a ``loss_fn``.
-    X_val, y_val : arrays, optional
-        Validation data. With them the validation loss is computed after each epoch, and
-        training stops after ``patience`` epochs without improvement; the weights of the
-        best epoch are restored at the end.
-    epochs : int, default 30
-    lr : float, default 3e-3
-        Peak learning rate of AdamW.
-    weight_decay : float, default 1e-4
-    batch_size : int, default 64
-    warmup_frac : float in [0, 1), default 0.1
-        Fraction of all steps spent in linear warmup; cosine decay to 0 after it.
-    patience : int or None, default 5
-        None disables early stopping (the last epoch's weights are kept).
-    class_weight : None, "balanced" or array of shape (C,)
-        Per-class loss weights ("balanced": n / (C * count_c) on the training labels).
-    sample_weight : array of shape (n,), optional
-        Per-sample loss weights; the loss of a batch is sum(w * l) / sum(w).
-    device : str or torch.device, default "auto"
-    random_state : None, int or numpy.random.Generator
-        Seeds the minibatch order (init is the caller's, see :func:`make_classifier`).
-    loss_fn : callable(model, xb, yb) -> scalar tensor, optional
-        Replaces weighted cross-entropy (class/sample weights are then ignored); e.g. a
-        VAE's ELBO. Also used for the validation loss.
-    min_steps : int, default 0
-        At least this many optimizer steps: with few training items an epoch is one or two
-        steps, so ``epochs`` is raised to reach ``min_steps``; early stopping and the
-        best-weights restore only consider epochs after it (measured on digits with 20
-        labels: restoring the best-validation-loss weights of epoch 2 left the model at chance,
-        0.11 test accuracy, against 0.55 after 150 steps).
-
-    Returns
-    -------
-    history : dict
-        ``train_loss`` and ``val_loss`` (per epoch; ``val_loss`` empty without
-        validation data), ``lr`` (at the end of each epoch), ``best_epoch`` (0-based, or
-        None), ``epochs_run`` and ``stopped_early``.
-
-    Notes
-    -----
-    bf16 autocast is used on CUDA only; on the CPU the run is float32 and, for the same
-    ``random_state`` and initial weights, bit-identical between runs.
-    """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    for arg, v in (("epochs", epochs), ("batch_size", batch_size)):
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-            raise ValueError(f"{arg}: expected an int >= 1, got {v!r}")
-    if patience is not None and (not isinstance(patience, numbers.Integral) or patience < 1):
-        raise ValueError(f"patience: expected None or an int >= 1, got {patience!r}")
-    if not (0.0 <= float(warmup_frac) < 1.0):
-        raise ValueError(f"warmup_frac: expected a number in [0, 1), got {warmup_frac!r}")
-    if not (float(lr) > 0):
-        raise ValueError(f"lr: expected a number > 0, got {lr!r}")
-    if y is None and loss_fn is None:
-        raise ValueError("y: expected labels (or a loss_fn that needs none), got None")
-    dev = resolve_device(device) if not is_torch(X) or device != "auto" else X.device
-    Xn = (
-        check_array(X, name="X", ndim=tuple(range(2, 8)), dtype=np.float32)
-        if not is_torch(X)
-        else X
-    )
-    Xt = _to_tensor(Xn, dtype=torch.float32, device=dev)
-    n = Xt.shape[0]
-    yt: torch.Tensor | None = None
-    n_classes = 0
-    if y is not None:
-        yt = _to_tensor(_check_labels(y, n=n, name="y"), dtype=torch.long, device=dev)
-    model.to(dev)
-    w_class: torch.Tensor | None = None
-    if loss_fn is None:
-        assert yt is not None  # checked above: y is required without a loss_fn
-        model.eval()
-        with torch.no_grad():
-            out = model(Xt[:1])
-        n_classes = int((out[0] if isinstance(out, tuple) else out).shape[-1])
-        if int(yt.max()) >= n_classes:
-            raise ValueError(
-                f"y: expected labels < n_classes={n_classes} of the model, got {int(yt.max())}"
-            )
-        if class_weight is not None:
-            w_class = _class_weight_vector(class_weight, yt, n_classes).to(dev)
-    w_sample = None
-    if sample_weight is not None:
-        sw = check_array(sample_weight, name="sample_weight", ndim=1, dtype=np.float32)
-        if sw.shape[0] != n or (sw < 0).any():
-            raise ValueError(
-                f"sample_weight: expected {n} non-negative weights, got shape {sw.shape}"
-            )
-        w_sample = torch.as_tensor(sw, device=dev)
-    Xv = yv = None
-    if X_val is not None:
-        Xv = _to_tensor(
-            X_val
-            if is_torch(X_val)
-            else check_array(X_val, name="X_val", ndim=Xt.dim(), dtype=np.float32),
-            dtype=torch.float32,
-            device=dev,
-        )
-        if tuple(Xv.shape[1:]) != tuple(Xt.shape[1:]):
-            raise ValueError(
-                f"X_val: expected items of shape {tuple(Xt.shape[1:])}, got {tuple(Xv.shape[1:])}"
-            )
-        if y_val is not None:
-            yv = _to_tensor(
-                _check_labels(y_val, n=Xv.shape[0], name="y_val"), dtype=torch.long, device=dev
-            )
-        elif loss_fn is None:
-            raise ValueError("y_val: expected labels for X_val, got None")
-
-    def default_loss(
-        m: nn.Module, xb: torch.Tensor, yb: torch.Tensor, wb: torch.Tensor | None
-    ) -> torch.Tensor:
-        out = m(xb)
-        logits = (out[0] if isinstance(out, tuple) else out).float()
-        per = nn.functional.cross_entropy(logits, yb, reduction="none")
-        if w_class is not None:
-            wb = w_class[yb] if wb is None else wb * w_class[yb]
-        if wb is None:
-            return per.mean()
-        return (per * wb).sum() / wb.sum().clamp(min=1e-12)
-
-    def batch_loss(xb, yb, wb):
-        if loss_fn is not None:
-            return loss_fn(model, xb, yb)
-        return default_loss(model, xb, yb, wb)
-
-    gen = torch.Generator().manual_seed(
-        int(check_random_state(random_state).integers(0, 2**63 - 1))
-    )
-    opt = torch.optim.AdamW(model.parameters(), lr=float(lr), weight_decay=float(weight_decay))
-    if isinstance(min_steps, bool) or not isinstance(min_steps, numbers.Integral) or min_steps < 0:
-        raise ValueError(f"min_steps: expected an int >= 0, got {min_steps!r}")
-    steps_per_epoch = math.ceil(n / batch_size)
-    epochs = max(int(epochs), math.ceil(int(min_steps) / steps_per_epoch))
-    total = epochs * steps_per_epoch
-    warmup = int(round(float(warmup_frac) * total))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _cosine_factor(s, total, warmup))
-    amp = dev.type == "cuda"
-    history: dict = {
-        "train_loss": [],
-        "val_loss": [],
-        "lr": [],
-        "best_epoch": None,
-        "epochs_run": 0,
-        "stopped_early": False,
-    }
-    best = math.inf
-    best_state = None
-    bad_epochs = 0
-    for epoch in range(epochs):
-        model.train()
-        perm = torch.randperm(n, generator=gen).to(dev)
-        total_loss = 0.0
-        for s in range(steps_per_epoch):
-            idx = perm[s * batch_size : (s + 1) * batch_size]
-            xb = Xt[idx]
-            yb = yt[idx] if yt is not None else None
-            wb = w_sample[idx] if w_sample is not None else None
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-                loss = batch_loss(xb, yb, wb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total_loss += float(loss.detach()) * idx.numel()
-        history["train_loss"].append(total_loss / n)
-        history["lr"].append(opt.param_groups[0]["lr"])
-        history["epochs_run"] = epoch + 1
-        if Xv is not None:
-            model.eval()
-            with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-                vl = 0.0
-                bs = max(batch_size, 1024)
-                for s in range(0, Xv.shape[0], bs):
-                    xb = Xv[s : s + bs]
-                    yb = yv[s : s + bs] if yv is not None else None
-                    vl += float(batch_loss(xb, yb, None)) * xb.shape[0]
-                vl /= Xv.shape[0]
-            history["val_loss"].append(vl)
-            if (epoch + 1) * steps_per_epoch < min_steps:
-                continue  # within the first min_steps: no best-weight tracking, no stopping
-            if vl < best:
-                best = vl
-                best_state = copy.deepcopy(model.state_dict())
-                history["best_epoch"] = epoch
-                bad_epochs = 0
-            else:
-                bad_epochs += 1
-                if patience is not None and bad_epochs >= patience:
-                    history["stopped_early"] = True
-                    break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    model.eval()
-    return history
-
-
 def _host_array(a: np.ndarray) -> np.ndarray:
     """A C-contiguous, writable float32 array (copies read-only memmap chunks)."""
     a = np.ascontiguousarray(a, dtype=np.float32)
     return a if a.flags.writeable else a.copy()
 
 
-def _check_labels(y: Any, *, n: int, name: str) -> np.ndarray:
-    arr = y.detach().cpu().numpy() if is_torch(y) else np.asarray(y)
-    if arr.ndim != 1 or arr.shape[0] != n:
-        raise ValueError(f"{name}: expected shape ({n},), got {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.integer):
-        raise TypeError(f"{name}: expected integer class labels, got dtype {arr.dtype}")
-    if n and arr.min() < 0:
-        raise ValueError(f"{name}: expected labels >= 0 (no unlabeled -1 rows), got {arr.min()}")
-    return arr.astype(np.int64)
+def _check_n_members(n_members: Any) -> int:
+    if isinstance(n_members, bool) or not isinstance(n_members, numbers.Integral) or n_members < 1:
+        raise ValueError(f"n_members: expected an int >= 1, got {n_members!r}")
+    return int(n_members)
+
+
+def _resolve_n_classes(override: Any, param: Any, y: np.ndarray) -> int:
+    """``override`` (fit's n_classes), else ``param`` (the constructor's), else ``y.max() + 1``."""
+    n_classes = override if override is not None else param
+    if n_classes is None:
+        n_classes = int(y.max()) + 1
+    if isinstance(n_classes, bool) or not isinstance(n_classes, numbers.Integral) or n_classes < 2:
+        raise ValueError(
+            f"n_classes: expected an int >= 2 (or labels with at least 2 classes), got {n_classes!r}"
+        )
+    if y.max() >= n_classes:
+        raise ValueError(f"y: expected labels < n_classes={n_classes}, got {int(y.max())}")
+    return int(n_classes)
+
+
+def _check_batch_size(batch_size: Any) -> Any:
+    """``"auto"`` or a positive int."""
+    if batch_size == "auto":
+        return "auto"
+    if (
+        isinstance(batch_size, numbers.Integral)
+        and not isinstance(batch_size, bool)
+        and int(batch_size) >= 1
+    ):
+        return int(batch_size)
+    raise ValueError(f"batch_size: expected 'auto' or an int >= 1, got {batch_size!r}")
+
+
+def _check_items(X: Any, feature_shape: tuple[int, ...]) -> Any:
+    """Validate inference input against the fitted item shape (numpy or torch, may be empty)."""
+    if not is_torch(X):
+        X = check_array(X, name="X", ndim=tuple(range(2, 8)), min_rows=0, dtype=np.float32)
+    elif X.is_floating_point() and not bool(torch.isfinite(X).all()):
+        raise ValueError("X: expected finite values, got NaN or inf")
+    if tuple(X.shape[1:]) != feature_shape:
+        raise ValueError(f"X: expected items of shape {feature_shape}, got {tuple(X.shape[1:])}")
+    return X
+
+
+def _check_fit_X(X: Any, device: Any) -> tuple[Any, torch.device]:
+    """Training input (numpy -> float32 array, tensor kept) and the device to train on."""
+    dev = X.device if is_torch(X) and device == "auto" else resolve_device(device)
+    Xn = X if is_torch(X) else check_array(X, name="X", ndim=tuple(range(2, 8)), dtype=np.float32)
+    return Xn, dev
+
+
+def _rows(X: Any, idx: np.ndarray) -> Any:
+    return X[torch.as_tensor(idx, device=X.device)] if is_torch(X) else X[idx]
+
+
+def _validation_fold(
+    est: Any, X: Any, y: np.ndarray, sample_weight: Any, rng: np.random.Generator
+) -> tuple[Any, np.ndarray, Any, Any, Any, int]:
+    """Hold out ``est.validation_fraction`` of the training rows as the early-stopping fold.
+
+    Returns ``(X_train, y_train, w_train, X_val, y_val, n_validation)``; ``X_val`` is None
+    (and every row trains) when the fold would have fewer than
+    :data:`helpers.training.MIN_VALIDATION_ROWS` rows. See
+    :func:`helpers.training._holdout_split` for the stratified, seeded draw.
+    """
+    w = None
+    if sample_weight is not None:
+        w = check_array(sample_weight, name="sample_weight", ndim=1, dtype=np.float32)
+        if w.shape[0] != y.shape[0]:
+            raise ValueError(
+                f"sample_weight: expected {y.shape[0]} weights (one per row), got shape {w.shape}"
+            )
+    split = _holdout_split(y, est.validation_fraction, rng)
+    if split is None:
+        return X, y, w, None, None, 0
+    tr, va = split
+    return (
+        _rows(X, tr),
+        y[tr],
+        None if w is None else w[tr],
+        _rows(X, va),
+        y[va],
+        int(va.size),
+    )
+
+
+def _train_members(
+    est: Any,
+    build: Callable[[int], nn.Module],
+    X: Any,
+    y: np.ndarray,
+    *,
+    X_val: Any,
+    y_val: Any,
+    sample_weight: Any,
+    device: torch.device,
+    rng: np.random.Generator,
+) -> tuple[list[nn.Module], list[dict], int]:
+    """Build and train ``est.n_members`` torch members with :func:`train`; shared by
+    :class:`Ensemble` and :class:`TorchEnsemble`.
+
+    ``build(seed)`` returns a freshly initialised member. Each member draws (init seed,
+    batch-order seed) from ``rng``, then its bootstrap sample when ``est.bootstrap``. With
+    ``X_val`` None and ``est.validation_fraction`` set, one fold is held out first (see
+    :func:`_validation_fold`). Returns (members, histories, n_validation).
+    """
+    n_val = 0
+    if X_val is None and _check_validation_fraction(est.validation_fraction) is not None:
+        X, y, sample_weight, X_val, y_val, n_val = _validation_fold(est, X, y, sample_weight, rng)
+    members, histories = [], []
+    n = X.shape[0]
+    for _ in range(int(est.n_members)):
+        init_seed, train_seed = (int(s) for s in rng.integers(0, 2**63 - 1, size=2))
+        model = build(init_seed)
+        if est.bootstrap:
+            idx = rng.integers(0, n, size=n)
+            Xi, yi = _rows(X, idx), y[idx]
+            wi = None if sample_weight is None else np.asarray(sample_weight)[idx]
+        else:
+            Xi, yi, wi = X, y, sample_weight
+        hist = train(
+            model,
+            Xi,
+            yi,
+            X_val=X_val,
+            y_val=y_val,
+            epochs=est.epochs,
+            lr=est.lr,
+            weight_decay=est.weight_decay,
+            batch_size=est.batch_size,
+            warmup_frac=est.warmup_frac,
+            patience=est.patience,
+            class_weight=getattr(est, "class_weight", None),
+            min_steps=est.min_steps,
+            sample_weight=wi,
+            device=device,
+            random_state=train_seed,
+        )
+        members.append(model.eval())
+        histories.append(hist)
+    return members, histories, n_val
+
+
+def _to_output(t: torch.Tensor, X: Any) -> Any:
+    """A result tensor back in the input's kind: on X's device for tensors, numpy otherwise."""
+    return t.to(X.device) if is_torch(X) else t.cpu().numpy()
 
 
 # --------------------------------------------------------------------------------------
@@ -519,14 +467,23 @@ class Ensemble(BaseEstimator):
     bootstrap : bool, default False
         Train each member on a bootstrap resample of the training set.
     epochs, lr, weight_decay, batch_size, warmup_frac, patience, class_weight
-        Passed to :func:`train` (defaults 30, 3e-3, 1e-4, 64, 0.1, 5, None).
+        Passed to :func:`helpers.training.train` (defaults 30, 3e-3, 1e-4, 64, 0.1, 5, None).
     min_steps : int, default 0
-        Passed to :func:`train`: at least this many optimizer steps per member.
+        Passed to :func:`helpers.training.train`: at least this many optimizer steps per
+        member.
+    validation_fraction : float in (0, 1), optional
+        When ``fit`` gets no ``X_val``: hold out this fraction of the training rows
+        (``ceil(fraction * n)``, seeded, stratified where every class keeps a row in
+        training) as the early-stopping fold; the members train on the rest. A fold of fewer
+        than :data:`helpers.training.MIN_VALIDATION_ROWS` (10) rows is not held out: every
+        row trains and there is no early stopping (fixed ``epochs`` / ``min_steps``). The
+        count is recorded in ``n_validation_``, so every label the model uses is counted.
     batched : bool, default True
         Evaluate all members in one ``vmap`` pass; False loops over members (same result).
     device : str or torch.device, default "auto"
     random_state : None, int or numpy.random.Generator
-        Seeds each member's initial weights, batch order and bootstrap sample.
+        Seeds the validation fold, each member's initial weights, batch order and
+        bootstrap sample.
 
     Attributes
     ----------
@@ -536,7 +493,9 @@ class Ensemble(BaseEstimator):
     arch_ : str
     device_ : torch.device
     history_ : list of dict
-        One :func:`train` history per member.
+        One :func:`helpers.training.train` history per member.
+    n_validation_ : int
+        Training rows held out as the validation fold (0 with ``X_val`` or without a fold).
 
     Examples
     --------
@@ -544,8 +503,8 @@ class Ensemble(BaseEstimator):
     >>> rng = np.random.default_rng(0)
     >>> X = rng.normal(size=(60, 4)).astype("float32"); y = (X[:, 0] > 0).astype(int)
     >>> ens = Ensemble(n_members=2, hidden=(16,), epochs=2, device="cpu", random_state=0).fit(X, y)
-    >>> ens.predict_proba(X[:3]).shape
-    (2, 3, 2)
+    >>> ens.predict_proba(X[:3]).shape, ens.embed(X[:3]).shape
+    ((2, 3, 2), (3, 16))
     """
 
     members_: list[nn.Module]
@@ -554,6 +513,7 @@ class Ensemble(BaseEstimator):
     arch_: str
     device_: torch.device
     history_: list[dict]
+    n_validation_: int
     _stacked: Any = None
 
     def __init__(
@@ -572,6 +532,7 @@ class Ensemble(BaseEstimator):
         patience: int | None = 5,
         class_weight: Any = None,
         min_steps: int = 0,
+        validation_fraction: float | None = None,
         batched: bool = True,
         device: Any = "auto",
         random_state: Any = None,
@@ -589,90 +550,72 @@ class Ensemble(BaseEstimator):
         self.patience = patience
         self.class_weight = class_weight
         self.min_steps = min_steps
+        self.validation_fraction = validation_fraction
         self.batched = batched
         self.device = device
         self.random_state = random_state
 
     # -- fitting -----------------------------------------------------------------------
     def fit(
-        self, X: Any, y: Any, *, X_val: Any = None, y_val: Any = None, sample_weight: Any = None
+        self,
+        X: Any,
+        y: Any,
+        *,
+        X_val: Any = None,
+        y_val: Any = None,
+        sample_weight: Any = None,
+        n_classes: int | None = None,
+        random_state: Any = None,
     ) -> Ensemble:
         """Train every member independently on (X, y); returns self.
 
         Parameters
         ----------
-        X : array of shape (n, *feature_shape)
+        X : array or tensor of shape (n, *feature_shape)
         y : array of shape (n,), int labels in [0, n_classes)
-        X_val, y_val : optional validation data for early stopping.
+        X_val, y_val : optional validation data for early stopping (then
+            ``validation_fraction`` is not used).
         sample_weight : array of shape (n,), optional
+        n_classes : int, optional
+            Overrides the constructor's ``n_classes`` for this fit.
+        random_state : None, int or numpy.random.Generator, optional
+            Overrides the constructor's ``random_state`` for this fit.
         """
-        if (
-            isinstance(self.n_members, bool)
-            or not isinstance(self.n_members, numbers.Integral)
-            or self.n_members < 1
-        ):
-            raise ValueError(f"n_members: expected an int >= 1, got {self.n_members!r}")
-        dev = X.device if is_torch(X) and self.device == "auto" else resolve_device(self.device)
-        Xn = (
-            X
-            if is_torch(X)
-            else check_array(X, name="X", ndim=tuple(range(2, 8)), dtype=np.float32)
-        )
+        _check_n_members(self.n_members)
+        Xn, dev = _check_fit_X(X, self.device)
         yn = _check_labels(y, n=Xn.shape[0], name="y")
-        n_classes = self.n_classes if self.n_classes is not None else int(yn.max()) + 1
-        if not isinstance(n_classes, numbers.Integral) or n_classes < 2:
-            raise ValueError(
-                f"n_classes: expected an int >= 2 (or labels with at least 2 classes), got {n_classes!r}"
-            )
-        if yn.max() >= n_classes:
-            raise ValueError(f"y: expected labels < n_classes={n_classes}, got {int(yn.max())}")
+        C = _resolve_n_classes(n_classes, self.n_classes, yn)
         feature_shape = tuple(int(s) for s in Xn.shape[1:])
         arch = _resolve_arch(self.arch, feature_shape)
-        rng = check_random_state(self.random_state)
-        members, histories = [], []
-        n = Xn.shape[0]
-        for _ in range(int(self.n_members)):
-            init_seed, train_seed = (int(s) for s in rng.integers(0, 2**63 - 1, size=2))
-            model = make_classifier(
+        rng = check_random_state(self.random_state if random_state is None else random_state)
+
+        def build(seed: int) -> nn.Module:
+            return make_classifier(
                 arch,
-                n_classes=int(n_classes),
+                n_classes=C,
                 feature_shape=feature_shape,
                 hidden=self.hidden,
-                random_state=init_seed,
+                random_state=seed,
             )
-            if self.bootstrap:
-                idx = rng.integers(0, n, size=n)
-                Xi = Xn[torch.as_tensor(idx, device=Xn.device)] if is_torch(Xn) else Xn[idx]
-                yi = yn[idx]
-                wi = None if sample_weight is None else np.asarray(sample_weight)[idx]
-            else:
-                Xi, yi, wi = Xn, yn, sample_weight
-            hist = train(
-                model,
-                Xi,
-                yi,
-                X_val=X_val,
-                y_val=y_val,
-                epochs=self.epochs,
-                lr=self.lr,
-                weight_decay=self.weight_decay,
-                batch_size=self.batch_size,
-                warmup_frac=self.warmup_frac,
-                patience=self.patience,
-                class_weight=self.class_weight,
-                min_steps=self.min_steps,
-                sample_weight=wi,
-                device=dev,
-                random_state=train_seed,
-            )
-            members.append(model.eval())
-            histories.append(hist)
+
+        members, histories, n_val = _train_members(
+            self,
+            build,
+            Xn,
+            yn,
+            X_val=X_val,
+            y_val=y_val,
+            sample_weight=sample_weight,
+            device=dev,
+            rng=rng,
+        )
         self.members_ = members
-        self.n_classes_ = int(n_classes)
+        self.n_classes_ = C
         self.feature_shape_ = feature_shape
         self.arch_ = arch
         self.device_ = dev
         self.history_ = histories
+        self.n_validation_ = n_val
         self._stacked = None
         return self
 
@@ -725,15 +668,7 @@ class Ensemble(BaseEstimator):
 
     def _check_X(self, X: Any) -> Any:
         self._check_fitted()
-        if not is_torch(X):
-            X = check_array(X, name="X", ndim=tuple(range(2, 8)), min_rows=0, dtype=np.float32)
-        elif X.is_floating_point() and not bool(torch.isfinite(X).all()):
-            raise ValueError("X: expected finite values, got NaN or inf")
-        if tuple(X.shape[1:]) != self.feature_shape_:
-            raise ValueError(
-                f"X: expected items of shape {self.feature_shape_}, got {tuple(X.shape[1:])}"
-            )
-        return X
+        return _check_items(X, self.feature_shape_)
 
     def _run(
         self,
@@ -742,30 +677,26 @@ class Ensemble(BaseEstimator):
         batch_size: Any,
         want_probs: bool,
         want_emb: bool,
+        fuse: bool = False,
         batched: bool | None = None,
     ):
+        """(probs (M, n, C) or None, embeddings (M, n, k) -- (n, k) when ``fuse`` -- or None)."""
         X = self._check_X(X)
         batched = self.batched if batched is None else batched
         n = X.shape[0]
-        if batch_size == "auto":
+        bs = _check_batch_size(batch_size)
+        if bs == "auto":
             bs = chunk_rows(self.bytes_per_row(), device=self.device_)
             if batched and self.device_.type == "cpu":
                 # measured (benchmarks/RESULTS.d/scoring.md): on the CPU the vmap pass is
                 # fastest near 4k rows and loses ~40% at 16k
                 bs = min(bs, CPU_BATCHED_ROWS)
-        elif (
-            isinstance(batch_size, numbers.Integral)
-            and not isinstance(batch_size, bool)
-            and int(batch_size) >= 1
-        ):
-            bs = int(batch_size)
-        else:
-            raise ValueError(f"batch_size: expected 'auto' or an int >= 1, got {batch_size!r}")
         M, C, k = len(self.members_), self.n_classes_, self.embedding_dim_
         probs = (
             torch.empty((M, n, C), dtype=torch.float32, device=self.device_) if want_probs else None
         )
-        emb = torch.empty((M, n, k), dtype=torch.float32, device=self.device_) if want_emb else None
+        emb_shape = (n, k) if fuse else (M, n, k)
+        emb = torch.empty(emb_shape, dtype=torch.float32, device=self.device_) if want_emb else None
         with torch.inference_mode():
             for s in range(0, n, bs):
                 xb = X[s : s + bs]
@@ -778,9 +709,11 @@ class Ensemble(BaseEstimator):
                 if probs is not None:
                     probs[:, s : s + bs] = torch.softmax(logits.float(), dim=-1)
                 if emb is not None:
-                    emb[:, s : s + bs] = e.float()
-        back = (lambda t: t.to(X.device)) if is_torch(X) else (lambda t: t.cpu().numpy())
-        return (back(probs) if want_probs else None), (back(emb) if want_emb else None)
+                    emb[..., s : s + bs, :] = e.float().mean(0) if fuse else e.float()
+        return (
+            None if probs is None else _to_output(probs, X),
+            None if emb is None else _to_output(emb, X),
+        )
 
     def predict_proba(self, X: Any, *, batch_size: Any = "auto", batched: bool | None = None):
         """Class probabilities of every member.
@@ -803,19 +736,29 @@ class Ensemble(BaseEstimator):
         )[0]
 
     def embed(self, X: Any, *, batch_size: Any = "auto", batched: bool | None = None):
-        """Penultimate embeddings of every member, shape (M, n, k)."""
+        """The fused embedding e(x) = mean over members of e_i(x), shape (n, k), float32.
+
+        Computed chunk by chunk, so the per-member embeddings of a large pool are never held
+        at once (see :meth:`member_embeddings` for those).
+        """
+        return self._run(
+            X, batch_size=batch_size, want_probs=False, want_emb=True, fuse=True, batched=batched
+        )[1]
+
+    def member_embeddings(self, X: Any, *, batch_size: Any = "auto", batched: bool | None = None):
+        """Penultimate embeddings of every member, shape (M, n, k), float32."""
         return self._run(
             X, batch_size=batch_size, want_probs=False, want_emb=True, batched=batched
         )[1]
 
     def fused_embedding(self, X: Any, *, batch_size: Any = "auto"):
-        """The fused embedding e(x) = mean over members of e_i(x), shape (n, k)."""
-        return self.embed(X, batch_size=batch_size).mean(0)
+        """Alias of :meth:`embed`: the fused embedding of shape (n, k)."""
+        return self.embed(X, batch_size=batch_size)
 
     def predict_proba_and_embed(
         self, X: Any, *, batch_size: Any = "auto", batched: bool | None = None
     ):
-        """Both in one pass: probs of shape (M, n, C) and embeddings of shape (M, n, k)."""
+        """Both in one pass: probs of shape (M, n, C) and per-member embeddings (M, n, k)."""
         return self._run(X, batch_size=batch_size, want_probs=True, want_emb=True, batched=batched)
 
     def predict(self, X: Any, *, batch_size: Any = "auto"):
@@ -839,6 +782,7 @@ class Ensemble(BaseEstimator):
             "feature_shape_": list(self.feature_shape_),
             "arch_": self.arch_,
             "history_": self.history_,
+            "n_validation_": self.n_validation_,
             "members": [
                 {k: v.detach().cpu() for k, v in m.state_dict().items()} for m in self.members_
             ],
@@ -868,27 +812,920 @@ class Ensemble(BaseEstimator):
         self.arch_ = state["arch_"]
         self.device_ = dev
         self.history_ = state["history_"]
+        self.n_validation_ = int(state.get("n_validation_", 0))
         self._stacked = None
         return self
 
     def save(self, path: Any) -> None:
-        """Write :meth:`state_dict` to ``path`` with ``torch.save``."""
-        torch.save(self.state_dict(), path)
+        """Write :meth:`state_dict` to ``path`` with ``torch.save`` (atomically: a temporary
+        file in the same folder, then ``os.replace``)."""
+        state = self.state_dict()
+        write_binary(path, lambda fh: torch.save(state, fh))
 
     @classmethod
     def load(cls, path: Any, *, device: Any = None) -> Ensemble:
-        """Read an ensemble written by :meth:`save` (``device`` overrides the saved one)."""
+        """Read an ensemble written by :meth:`save` (``device`` overrides the saved one).
+
+        A classmethod, so an unfitted template's ``template.load(path)`` works too (the
+        saved parameters replace the template's)."""
         state = torch.load(path, map_location="cpu", weights_only=True)
         if device is not None:
             state["params"]["device"] = str(device)
         return cls().load_state_dict(state)
 
 
-def __getattr__(name: str) -> Any:
-    """``VAE`` and ``ConditionalVAE`` live in :mod:`helpers.generators`; re-exported here
-    lazily (DESIGN.md lists the VAE under models) without an import cycle."""
-    if name in ("VAE", "ConditionalVAE"):
-        from . import generators
+# --------------------------------------------------------------------------------------
+# Adapters of the seam
+# --------------------------------------------------------------------------------------
+class _ConstantClassifier:
+    """A fitted stand-in for a member whose training set held one class: probability 1 on it."""
 
-        return getattr(generators, name)
-    raise AttributeError(f"module 'gapscope.helpers.models' has no attribute {name!r}")
+    def __init__(self, label: int) -> None:
+        self.classes_ = np.array([int(label)])
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        return np.ones((len(X), 1), dtype=np.float32)
+
+
+def _check_sklearn_classifier(estimator: Any, *, name: str) -> None:
+    missing = [
+        m
+        for m in ("get_params", "fit", "predict_proba")
+        if not callable(getattr(estimator, m, None))
+    ]
+    if missing:
+        raise TypeError(
+            f"{name}: expected a scikit-learn classifier with get_params, fit and predict_proba, "
+            f"got {type(estimator).__name__} without {', '.join(missing)}"
+        )
+
+
+def _flat_items(
+    X: Any, *, name: str = "X", min_rows: int = 1
+) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Numeric X of shape (n, *item_shape) as (array of shape (n, prod(item_shape)), item_shape),
+    dtype kept."""
+    arr = check_array(X, name=name, ndim=tuple(range(2, 8)), min_rows=min_rows, dtype=None)
+    return arr.reshape(arr.shape[0], -1), tuple(int(s) for s in arr.shape[1:])
+
+
+class SklearnEnsemble(BaseEstimator):
+    """M seeded clones of a scikit-learn classifier, predicting (M, n, C) probabilities.
+
+    A thin adapter (model: ``skactiveml.classifier.SklearnClassifier``): each member is
+    ``sklearn.base.clone(estimator)`` with its own seed set on every ``random_state``
+    parameter it has (nested ones such as ``clf__random_state`` of a Pipeline included),
+    optionally fitted on a bootstrap resample. Input of any shape (n, ...) is flattened to
+    (n, -1). There is no ``embed``: the loop falls back to the flattened input.
+
+    Parameters
+    ----------
+    estimator : scikit-learn classifier
+        Any estimator with ``get_params``, ``fit`` and ``predict_proba`` (unfitted; it is
+        cloned, never fitted itself).
+    n_members : int, default 5
+        M; 1 is allowed (scores that need disagreement then need more members).
+    bootstrap : bool, default False
+        Fit each member on a bootstrap resample of the training set (the only source of
+        member diversity for a deterministic estimator such as LogisticRegression).
+    n_classes : int, optional
+        Number of classes C. Default: ``y.max() + 1`` at fit time.
+    random_state : None, int or numpy.random.Generator
+        Seeds each member's estimator seed and bootstrap sample.
+
+    Attributes
+    ----------
+    members_ : list
+        M fitted clones. A member whose training set held a single class is a constant
+        predictor of that class (no scikit-learn error).
+    n_classes_ : int
+    feature_shape_ : tuple of int
+        Shape of one item as seen at fit time.
+
+    Notes
+    -----
+    ``predict_proba`` maps each member's columns through its ``classes_`` to 0..C-1; a class
+    a member never saw gets probability 0 in that member.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(40, 3)); y = (X[:, 0] > 0).astype(int)
+    >>> m = SklearnEnsemble(LogisticRegression(), 3, bootstrap=True, random_state=0).fit(X, y)
+    >>> m.predict_proba(X[:5]).shape
+    (3, 5, 2)
+    """
+
+    members_: list[Any]
+    n_classes_: int
+    feature_shape_: tuple[int, ...]
+
+    def __init__(
+        self,
+        estimator: Any,
+        n_members: int = 5,
+        *,
+        bootstrap: bool = False,
+        n_classes: int | None = None,
+        random_state: Any = None,
+    ) -> None:
+        self.estimator = estimator
+        self.n_members = n_members
+        self.bootstrap = bootstrap
+        self.n_classes = n_classes
+        self.random_state = random_state
+
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        *,
+        sample_weight: Any = None,
+        n_classes: int | None = None,
+        random_state: Any = None,
+    ) -> SklearnEnsemble:
+        """Fit M clones of ``estimator``; returns self.
+
+        Parameters
+        ----------
+        X : array of shape (n, ...), numeric
+        y : array of shape (n,), int labels in [0, n_classes)
+        sample_weight : array of shape (n,), optional
+            Passed to each clone's ``fit`` (which must accept it).
+        n_classes : int, optional
+            Overrides the constructor's ``n_classes`` for this fit.
+        random_state : None, int or numpy.random.Generator, optional
+            Overrides the constructor's ``random_state`` for this fit.
+        """
+        from sklearn.base import clone
+        from sklearn.utils.validation import has_fit_parameter
+
+        _check_sklearn_classifier(self.estimator, name="estimator")
+        M = _check_n_members(self.n_members)
+        Xf, shape = _flat_items(X)
+        yn = _check_labels(y, n=Xf.shape[0], name="y")
+        C = _resolve_n_classes(n_classes, self.n_classes, yn)
+        w = None
+        if sample_weight is not None:
+            w = check_array(sample_weight, name="sample_weight", ndim=1)
+            if w.shape[0] != yn.shape[0] or (w < 0).any():
+                raise ValueError(
+                    f"sample_weight: expected {yn.shape[0]} non-negative weights, got shape {w.shape}"
+                )
+            if not has_fit_parameter(self.estimator, "sample_weight"):
+                raise ValueError(
+                    f"sample_weight: {type(self.estimator).__name__}.fit does not accept sample_weight"
+                )
+        rng = check_random_state(self.random_state if random_state is None else random_state)
+        seed_keys = [
+            k
+            for k in self.estimator.get_params(deep=True)
+            if k == "random_state" or k.endswith("__random_state")
+        ]
+        n = Xf.shape[0]
+        members: list[Any] = []
+        for _ in range(M):
+            seed = int(rng.integers(0, 2**31 - 1))
+            if self.bootstrap:
+                idx = rng.integers(0, n, size=n)
+                Xi, yi, wi = Xf[idx], yn[idx], None if w is None else w[idx]
+            else:
+                Xi, yi, wi = Xf, yn, w
+            if np.unique(yi).size == 1:
+                members.append(_ConstantClassifier(int(yi[0])))
+                continue
+            member = clone(self.estimator)
+            if seed_keys:
+                member.set_params(**dict.fromkeys(seed_keys, seed))
+            member.fit(Xi, yi, **({} if wi is None else {"sample_weight": wi}))
+            members.append(member)
+        self.members_ = members
+        self.n_classes_ = C
+        self.feature_shape_ = shape
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "members_"):
+            raise ValueError(
+                f"{type(self).__name__}: this instance is not fitted yet; call fit(X, y) or load(path) first"
+            )
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities of every member.
+
+        Parameters
+        ----------
+        X : array of shape (n, *feature_shape)
+
+        Returns
+        -------
+        probs : ndarray of shape (M, n, C), float32
+        """
+        self._check_fitted()
+        Xf, shape = _flat_items(X, min_rows=0)
+        if Xf.shape[1] != math.prod(self.feature_shape_):
+            raise ValueError(f"X: expected items of shape {self.feature_shape_}, got {shape}")
+        out = np.zeros((len(self.members_), Xf.shape[0], self.n_classes_), dtype=np.float32)
+        if Xf.shape[0] == 0:
+            return out
+        for i, m in enumerate(self.members_):
+            cols = np.asarray(m.classes_).astype(np.int64)
+            out[i][:, cols] = np.asarray(m.predict_proba(Xf), dtype=np.float32)
+        return out
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted classes, shape (n,): argmax of the mean probability over members."""
+        return self.predict_proba(X).mean(0).argmax(-1)
+
+    def save(self, path: Any) -> None:
+        """Pickle the fitted adapter (parameters and members) to ``path``, atomically."""
+        self._check_fitted()
+        write_binary(path, lambda fh: pickle.dump(self, fh, protocol=pickle.HIGHEST_PROTOCOL))
+
+    @classmethod
+    def load(cls, path: Any) -> SklearnEnsemble:
+        """Read an adapter written by :meth:`save`.
+
+        A classmethod, so an unfitted template's ``template.load(path)`` works too. The file
+        is a pickle: load only files you trust (as with any scikit-learn model)."""
+        with open(path, "rb") as fh:
+            obj = pickle.load(fh)  # noqa: S301 - our own checkpoint format
+        if not isinstance(obj, cls) or not hasattr(obj, "members_"):
+            raise ValueError(
+                f"path: expected a fitted {cls.__name__} written by save(), got {type(obj).__name__}"
+            )
+        return obj
+
+
+def _split_output(out: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(logits, embedding or None) from a module's forward output."""
+    if isinstance(out, tuple):
+        if len(out) != 2:
+            raise ValueError(
+                f"module_factory: expected forward to return logits or (logits, embedding), "
+                f"got a tuple of {len(out)}"
+            )
+        return out[0], out[1]
+    return out, None
+
+
+class TorchEnsemble(BaseEstimator):
+    """M members built by a user's ``torch.nn.Module`` factory, trained by the shared loop.
+
+    Each member is ``module_factory(n_classes=C, feature_shape=shape)``, built with
+    torch's global generator forked (so the caller's stream is untouched), re-initialised
+    from its own seeded ``torch.Generator`` with :func:`helpers.training.init_parameters`
+    and trained by :func:`helpers.training.train` (AdamW, warmup + cosine decay, early
+    stopping, bf16 autocast on CUDA). Inference runs chunk by chunk, member by member.
+
+    Parameters
+    ----------
+    module_factory : callable(n_classes=int, feature_shape=tuple) -> torch.nn.Module
+        The module's ``forward(x)`` on a batch of shape (b, *feature_shape) returns logits of
+        shape (b, C) or a tuple (logits, embedding of shape (b, k)).
+    n_members : int, default 5
+    n_classes : int, optional
+        Number of classes C. Default: ``y.max() + 1`` at fit time.
+    bootstrap : bool, default False
+        Train each member on a bootstrap resample.
+    epochs, lr, weight_decay, batch_size, warmup_frac, patience, min_steps
+        Passed to :func:`helpers.training.train` (defaults 30, 3e-3, 1e-4, 64, 0.1, 5, 0).
+    validation_fraction : float in (0, 1), optional
+        As in :class:`Ensemble`: without ``X_val``, hold out this fraction of the training
+        rows as the early-stopping fold (not below 10 rows); counted in ``n_validation_``.
+    device : str or torch.device, default "auto"
+        Where to train and predict for numpy input; tensor input trains on its own device.
+    random_state : None, int or numpy.random.Generator
+        Seeds the validation fold, each member's initial weights, batch order and
+        bootstrap sample.
+
+    Attributes
+    ----------
+    members_ : list of torch.nn.Module
+    n_classes_ : int
+    feature_shape_ : tuple of int
+    embedding_dim_ : int
+        k: the width of the module's embedding output (C when it returns only logits).
+    returns_embedding_ : bool
+        Whether the module's forward returns (logits, embedding).
+    device_ : torch.device
+    history_ : list of dict
+    n_validation_ : int
+
+    Notes
+    -----
+    Only the layer types of :data:`helpers.training.SEEDED_LAYERS` are seeded; a module with
+    parameters of other layer types gets a warning at fit time, because their initial values
+    come from the module's own reset code, not from ``random_state``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from torch import nn
+    >>> def factory(n_classes, feature_shape):
+    ...     return nn.Sequential(nn.Flatten(), nn.Linear(int(np.prod(feature_shape)), n_classes))
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(50, 4)).astype("float32"); y = (X[:, 0] > 0).astype(int)
+    >>> m = TorchEnsemble(factory, 2, epochs=2, device="cpu", random_state=0).fit(X, y)
+    >>> m.predict_proba(X[:3]).shape, m.embed(X[:3]).shape
+    ((2, 3, 2), (3, 2))
+    """
+
+    members_: list[nn.Module]
+    n_classes_: int
+    feature_shape_: tuple[int, ...]
+    embedding_dim_: int
+    returns_embedding_: bool
+    device_: torch.device
+    history_: list[dict]
+    n_validation_: int
+
+    def __init__(
+        self,
+        module_factory: Callable[..., nn.Module],
+        n_members: int = 5,
+        *,
+        n_classes: int | None = None,
+        bootstrap: bool = False,
+        epochs: int = 30,
+        lr: float = 3e-3,
+        weight_decay: float = 1e-4,
+        batch_size: int = 64,
+        warmup_frac: float = 0.1,
+        patience: int | None = 5,
+        min_steps: int = 0,
+        validation_fraction: float | None = None,
+        device: Any = "auto",
+        random_state: Any = None,
+    ) -> None:
+        self.module_factory = module_factory
+        self.n_members = n_members
+        self.n_classes = n_classes
+        self.bootstrap = bootstrap
+        self.epochs = epochs
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.warmup_frac = warmup_frac
+        self.patience = patience
+        self.min_steps = min_steps
+        self.validation_fraction = validation_fraction
+        self.device = device
+        self.random_state = random_state
+
+    # -- building ----------------------------------------------------------------------
+    def _check_factory(self) -> None:
+        if not callable(self.module_factory):
+            raise TypeError(
+                "module_factory: expected a callable (n_classes=int, feature_shape=tuple) -> "
+                f"torch.nn.Module, got {type(self.module_factory).__name__}"
+            )
+
+    def _build(self, n_classes: int, feature_shape: tuple[int, ...]) -> nn.Module:
+        """One member from the factory; torch's global generator is forked, not consumed."""
+        with torch.random.fork_rng(devices=[]):
+            module = self.module_factory(n_classes=n_classes, feature_shape=feature_shape)
+        if not isinstance(module, nn.Module):
+            raise TypeError(
+                f"module_factory: expected it to return a torch.nn.Module, got {type(module).__name__}"
+            )
+        return module
+
+    def _probe(self, module: nn.Module, x1: torch.Tensor, n_classes: int) -> tuple[bool, int]:
+        """Check the forward contract on one row; returns (returns_embedding, k)."""
+        module.eval()
+        with torch.no_grad():
+            logits, emb = _split_output(module(x1))
+        if tuple(logits.shape) != (1, n_classes):
+            raise ValueError(
+                f"module_factory: expected forward to return logits of shape (n, {n_classes}) "
+                f"(or (logits, embedding)), got logits of shape {tuple(logits.shape)} for n=1"
+            )
+        if emb is None:
+            return False, n_classes
+        if emb.dim() != 2 or emb.shape[0] != 1:
+            raise ValueError(
+                "module_factory: expected the embedding output to have shape (n, k), got "
+                f"{tuple(emb.shape)} for n=1"
+            )
+        return True, int(emb.shape[1])
+
+    # -- fitting -----------------------------------------------------------------------
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        *,
+        X_val: Any = None,
+        y_val: Any = None,
+        sample_weight: Any = None,
+        n_classes: int | None = None,
+        random_state: Any = None,
+    ) -> TorchEnsemble:
+        """Build and train every member; returns self.
+
+        Parameters
+        ----------
+        X : array or tensor of shape (n, *feature_shape)
+        y : array of shape (n,), int labels in [0, n_classes)
+        X_val, y_val : optional validation data for early stopping (then
+            ``validation_fraction`` is not used).
+        sample_weight : array of shape (n,), optional
+        n_classes : int, optional
+            Overrides the constructor's ``n_classes`` for this fit.
+        random_state : None, int or numpy.random.Generator, optional
+            Overrides the constructor's ``random_state`` for this fit.
+        """
+        self._check_factory()
+        _check_n_members(self.n_members)
+        Xn, dev = _check_fit_X(X, self.device)
+        yn = _check_labels(y, n=Xn.shape[0], name="y")
+        C = _resolve_n_classes(n_classes, self.n_classes, yn)
+        feature_shape = tuple(int(s) for s in Xn.shape[1:])
+        rng = check_random_state(self.random_state if random_state is None else random_state)
+        x1 = (
+            Xn[:1].to(dev, torch.float32)
+            if is_torch(Xn)
+            else torch.from_numpy(_host_array(Xn[:1])).to(dev)
+        )
+        probed: dict[str, Any] = {}
+
+        def build(seed: int) -> nn.Module:
+            module = self._build(C, feature_shape)
+            p = next(module.parameters(), None)
+            gen_device = p.device if p is not None else torch.device("cpu")
+            init_parameters(module, torch.Generator(device=gen_device).manual_seed(seed))
+            module = module.to(dev)
+            if not probed:
+                probed["contract"] = self._probe(module, x1, C)
+                loose = unseeded_modules(module)
+                if loose:
+                    warnings.warn(
+                        "module_factory: random_state does not seed the initial parameters of "
+                        f"{', '.join(loose)} (only {', '.join(t.__name__ for t in SEEDED_LAYERS)} "
+                        "layers are re-initialised); they keep their constructor's values",
+                        stacklevel=4,
+                    )
+            return module
+
+        members, histories, n_val = _train_members(
+            self,
+            build,
+            Xn,
+            yn,
+            X_val=X_val,
+            y_val=y_val,
+            sample_weight=sample_weight,
+            device=dev,
+            rng=rng,
+        )
+        self.members_ = members
+        self.n_classes_ = C
+        self.feature_shape_ = feature_shape
+        self.returns_embedding_, self.embedding_dim_ = probed["contract"]
+        self.device_ = dev
+        self.history_ = histories
+        self.n_validation_ = n_val
+        return self
+
+    # -- inference ---------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "members_"):
+            raise ValueError(
+                "TorchEnsemble: this instance is not fitted yet; call fit(X, y) or load(path) first"
+            )
+
+    def bytes_per_row(self) -> int:
+        """A conservative working-memory estimate of one item (for chunk sizing): the
+        module's activations are taken as 64 floats per input value."""
+        self._check_fitted()
+        feat = math.prod(self.feature_shape_)
+        M = len(self.members_)
+        return int(4 * (64 * feat + M * (self.n_classes_ + self.embedding_dim_)))
+
+    def _run(self, X: Any, *, batch_size: Any, want_probs: bool, want_emb: bool, fuse: bool):
+        self._check_fitted()
+        X = _check_items(X, self.feature_shape_)
+        bs = _check_batch_size(batch_size)
+        if bs == "auto":
+            bs = chunk_rows(self.bytes_per_row(), device=self.device_)
+        n, M, C, k = X.shape[0], len(self.members_), self.n_classes_, self.embedding_dim_
+        probs = (
+            torch.empty((M, n, C), dtype=torch.float32, device=self.device_) if want_probs else None
+        )
+        emb_shape = (n, k) if fuse else (M, n, k)
+        emb = torch.empty(emb_shape, dtype=torch.float32, device=self.device_) if want_emb else None
+        with torch.inference_mode():
+            for s in range(0, n, bs):
+                xb = X[s : s + bs]
+                xb = (
+                    xb.to(self.device_, torch.float32)
+                    if is_torch(xb)
+                    else torch.from_numpy(_host_array(xb)).to(self.device_)
+                )
+                if emb is not None and fuse:
+                    emb[s : s + bs] = 0.0
+                for i, m in enumerate(self.members_):
+                    logits, e = _split_output(m(xb))
+                    logits = logits.float()
+                    if probs is not None:
+                        probs[i, s : s + bs] = torch.softmax(logits, dim=-1)
+                    if emb is not None:
+                        e = logits if e is None else e.float()
+                        if fuse:
+                            emb[s : s + bs] += e / M
+                        else:
+                            emb[i, s : s + bs] = e
+        return (
+            None if probs is None else _to_output(probs, X),
+            None if emb is None else _to_output(emb, X),
+        )
+
+    def predict_proba(self, X: Any, *, batch_size: Any = "auto"):
+        """Class probabilities of every member.
+
+        Parameters
+        ----------
+        X : array or tensor of shape (n, *feature_shape)
+        batch_size : "auto" or int
+            Rows per forward chunk ("auto": sized by :func:`helpers.device.chunk_rows`).
+
+        Returns
+        -------
+        probs : array of shape (M, n, C), float32
+            numpy for numpy input; a tensor on X's device for tensor input.
+        """
+        return self._run(X, batch_size=batch_size, want_probs=True, want_emb=False, fuse=False)[0]
+
+    def embed(self, X: Any, *, batch_size: Any = "auto"):
+        """The fused embedding, shape (n, k), float32: the mean over members of their
+        embedding outputs (of their logits when the module returns only logits)."""
+        return self._run(X, batch_size=batch_size, want_probs=False, want_emb=True, fuse=True)[1]
+
+    def member_embeddings(self, X: Any, *, batch_size: Any = "auto"):
+        """Every member's embedding output, shape (M, n, k), float32."""
+        return self._run(X, batch_size=batch_size, want_probs=False, want_emb=True, fuse=False)[1]
+
+    def predict_proba_and_embed(self, X: Any, *, batch_size: Any = "auto"):
+        """Both in one pass: probs (M, n, C) and per-member embeddings (M, n, k)."""
+        return self._run(X, batch_size=batch_size, want_probs=True, want_emb=True, fuse=False)
+
+    def predict(self, X: Any, *, batch_size: Any = "auto"):
+        """Predicted classes, shape (n,): argmax of the mean probability over members."""
+        return self.predict_proba(X, batch_size=batch_size).mean(0).argmax(-1)
+
+    # -- checkpointing -----------------------------------------------------------------
+    def save(self, path: Any) -> None:
+        """Write the members' ``state_dict`` (with n_classes, feature_shape and the training
+        histories) to ``path`` with ``torch.save``, atomically (temporary file, then
+        ``os.replace``). The factory is not saved: :meth:`load` is called on a template that
+        has it."""
+        self._check_fitted()
+        state = {
+            "format": "gapscope.TorchEnsemble/1",
+            "n_classes_": self.n_classes_,
+            "feature_shape_": list(self.feature_shape_),
+            "returns_embedding_": self.returns_embedding_,
+            "embedding_dim_": self.embedding_dim_,
+            "history_": self.history_,
+            "n_validation_": self.n_validation_,
+            "members": [
+                {k: v.detach().cpu() for k, v in m.state_dict().items()} for m in self.members_
+            ],
+        }
+        write_binary(path, lambda fh: torch.save(state, fh))
+
+    def load(self, path: Any) -> TorchEnsemble:
+        """A new fitted ensemble with this template's parameters and the weights in ``path``.
+
+        The members are rebuilt with ``module_factory`` and their weights loaded with
+        ``torch.load(..., weights_only=True)``; the template itself stays as it was.
+        """
+        self._check_factory()
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or state.get("format") != "gapscope.TorchEnsemble/1":
+            raise ValueError(f"path: expected a file written by TorchEnsemble.save, got {path!s}")
+        n_saved = len(state["members"])
+        if n_saved != _check_n_members(self.n_members):
+            raise ValueError(
+                f"path: holds {n_saved} members, but this template has n_members={self.n_members}"
+            )
+        new = type(self)(**self.get_params(deep=False))
+        dev = resolve_device(self.device)
+        C, fs = int(state["n_classes_"]), tuple(int(s) for s in state["feature_shape_"])
+        members = []
+        for sd in state["members"]:
+            m = self._build(C, fs)
+            m.load_state_dict(sd)
+            members.append(m.to(dev).eval())
+        new.members_ = members
+        new.n_classes_ = C
+        new.feature_shape_ = fs
+        new.returns_embedding_ = bool(state["returns_embedding_"])
+        new.embedding_dim_ = int(state["embedding_dim_"])
+        new.device_ = dev
+        new.history_ = state["history_"]
+        new.n_validation_ = int(state["n_validation_"])
+        return new
+
+
+class _MLPHead(nn.Module):
+    """One hidden ReLU layer over a fixed embedding; forward returns (logits, hidden)."""
+
+    def __init__(self, in_features: int, n_classes: int, hidden: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU())
+        self.head = nn.Linear(hidden, n_classes)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.body(x.flatten(1))
+        return self.head(h), h
+
+
+def _mlp_head(*, n_classes: int, feature_shape: tuple[int, ...], hidden: int) -> nn.Module:
+    return _MLPHead(math.prod(feature_shape), n_classes, hidden)
+
+
+#: How many recent inputs :class:`FrozenEncoder` keeps the embeddings of.
+ENCODER_CACHE_SIZE = 4
+#: Rows of the strided sample hashed into the cache key (plus the last row).
+_CACHE_SAMPLE_ROWS = 64
+_MLP_HEAD_OPTIONS = (
+    "hidden",
+    "epochs",
+    "lr",
+    "weight_decay",
+    "batch_size",
+    "warmup_frac",
+    "patience",
+    "min_steps",
+    "validation_fraction",
+    "device",
+)
+
+
+def _cache_key(X: Any, encoder: Any) -> tuple:
+    """Identity, shape, dtype and a checksum of a strided sample of rows of ``X``.
+
+    Identity is the data pointer of a numpy array or tensor (so a view of the same memory
+    is recognised; for other inputs ``id(X)``), with its strides; the checksum (BLAKE2b)
+    covers about 64 evenly strided rows and the last row. In-place changes to rows outside
+    the sample are therefore not seen: pass a new array after editing one.
+    """
+    n = len(X)
+    stride = max(1, n // _CACHE_SAMPLE_ROWS)
+    h = hashlib.blake2b(digest_size=16)
+    if is_torch(X):
+        ident: tuple = ("torch", X.data_ptr(), tuple(X.stride()), str(X.device))
+        for part in (X[::stride], X[-1:]):
+            t = part.detach().cpu().contiguous()
+            h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(X, np.ndarray) and X.dtype != object:
+        ident = ("numpy", X.__array_interface__["data"][0], X.strides)
+        for part in (X[::stride], X[-1:]):
+            h.update(np.ascontiguousarray(part).tobytes())
+    else:
+        ident = ("object", id(X))
+        for item in [*X[::stride], *X[n - 1 :]]:
+            h.update(repr(item).encode())
+    shape = tuple(getattr(X, "shape", (n,)))
+    dtype = str(getattr(X, "dtype", type(X).__name__))
+    return (id(encoder), *ident, shape, dtype, h.hexdigest())
+
+
+class FrozenEncoder(BaseEstimator):
+    """A frozen embedding function with a light trainable head.
+
+    ``encoder(X) -> (n, k)`` is never trained; only the head is, on its embeddings.
+    The head is an ensemble of M members: through :class:`SklearnEnsemble` for a
+    scikit-learn head, through :class:`TorchEnsemble` for the MLP.
+
+    Parameters
+    ----------
+    encoder : callable X -> array of shape (n, k), optional
+        Any callable (a pretrained network's forward, a sentence encoder). None: X already
+        holds precomputed embeddings of shape (n, k).
+    head : {"logistic", "mlp"} or scikit-learn classifier, default "logistic"
+        "logistic": ``LogisticRegression(max_iter=1000)``; "mlp": one hidden ReLU layer
+        (128 units) in torch, trained by :func:`helpers.training.train`; or an unfitted
+        classifier instance with ``predict_proba``.
+    n_members : int, default 5
+    bootstrap : bool, default True
+        Fit each head member on a bootstrap resample (LogisticRegression is deterministic,
+        so this is where its members differ).
+    n_classes : int, optional
+    random_state : None, int or numpy.random.Generator
+    head_options : dict, optional
+        "logistic": keyword arguments of LogisticRegression (e.g. ``{"C": 0.1}``); "mlp":
+        ``hidden`` (int, default 128) and TorchEnsemble's ``epochs, lr, weight_decay,
+        batch_size, warmup_frac, patience, min_steps, validation_fraction, device``. Not
+        allowed with a classifier instance (set its parameters directly).
+
+    Attributes
+    ----------
+    head_ : SklearnEnsemble or TorchEnsemble
+        The fitted head on the embeddings.
+    n_classes_ : int
+    embedding_dim_ : int
+        k.
+
+    Notes
+    -----
+    The encoder is expensive, so the embeddings of the last :data:`ENCODER_CACHE_SIZE` (4)
+    inputs are cached. The key is the input's identity (data pointer and strides for numpy
+    arrays and tensors, ``id`` otherwise), shape and dtype, the encoder's ``id``, and a
+    checksum of about 64 evenly strided rows plus the last one; rows changed in place
+    outside that sample are not noticed. Cached embeddings are returned read-only.
+    ``save`` and ``load`` persist only the head; the encoder is given again at construction.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(60, 8)); y = (X[:, 0] > 0).astype(int)
+    >>> m = FrozenEncoder(lambda a: a[:, :4], n_members=3, random_state=0).fit(X, y)
+    >>> m.predict_proba(X).shape, m.embed(X).shape
+    ((3, 60, 2), (60, 4))
+    """
+
+    head_: Any
+    n_classes_: int
+    embedding_dim_: int
+
+    def __init__(
+        self,
+        encoder: Callable[[Any], Any] | None = None,
+        *,
+        head: Any = "logistic",
+        n_members: int = 5,
+        bootstrap: bool = True,
+        n_classes: int | None = None,
+        random_state: Any = None,
+        head_options: dict | None = None,
+    ) -> None:
+        self.encoder = encoder
+        self.head = head
+        self.n_members = n_members
+        self.bootstrap = bootstrap
+        self.n_classes = n_classes
+        self.random_state = random_state
+        self.head_options = head_options
+
+    def _make_head(self) -> SklearnEnsemble | TorchEnsemble:
+        """The unfitted head ensemble that ``head`` and ``head_options`` describe."""
+        opts = dict(self.head_options or {})
+        common = {
+            "n_members": self.n_members,
+            "bootstrap": self.bootstrap,
+            "n_classes": self.n_classes,
+            "random_state": self.random_state,
+        }
+        if isinstance(self.head, str):
+            check_choice(self.head, name="head", choices=("logistic", "mlp"))
+            if self.head == "logistic":
+                from sklearn.linear_model import LogisticRegression
+
+                valid = set(LogisticRegression().get_params())
+                unknown = sorted(set(opts) - valid)
+                if unknown:
+                    raise ValueError(
+                        f"head_options: unknown option(s) {unknown} for head='logistic'; "
+                        f"valid: {sorted(valid)}"
+                    )
+                est = LogisticRegression(**{"max_iter": 1000, **opts})
+                return SklearnEnsemble(est, **common)
+            unknown = sorted(set(opts) - set(_MLP_HEAD_OPTIONS))
+            if unknown:
+                raise ValueError(
+                    f"head_options: unknown option(s) {unknown} for head='mlp'; "
+                    f"valid: {sorted(_MLP_HEAD_OPTIONS)}"
+                )
+            hidden = opts.pop("hidden", 128)
+            if isinstance(hidden, bool) or not isinstance(hidden, numbers.Integral) or hidden < 1:
+                raise ValueError(f"head_options: expected 'hidden' an int >= 1, got {hidden!r}")
+            return TorchEnsemble(partial(_mlp_head, hidden=int(hidden)), **common, **opts)
+        _check_sklearn_classifier(self.head, name="head")
+        if opts:
+            raise ValueError(
+                "head_options: expected None with a classifier instance as head (set its "
+                f"parameters directly), got {sorted(opts)}"
+            )
+        return SklearnEnsemble(self.head, **common)
+
+    def _encode(self, X: Any, *, name: str = "X") -> np.ndarray:
+        """Embeddings of shape (n, k), float32, from the cache when ``X`` was seen lately."""
+        if self.encoder is None:
+            return check_array(X, name=name, ndim=2, min_rows=0, dtype=np.float32)
+        if not callable(self.encoder):
+            raise TypeError(
+                "encoder: expected None or a callable X -> embeddings of shape (n, k), "
+                f"got {type(self.encoder).__name__}"
+            )
+        try:
+            n = len(X)
+        except TypeError:
+            raise TypeError(
+                f"{name}: expected a sequence of items the encoder takes, got {type(X).__name__}"
+            ) from None
+        cache: OrderedDict = self.__dict__.setdefault("_cache", OrderedDict())
+        key = _cache_key(X, self.encoder)
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+        Z = check_array(self.encoder(X), name="encoder(X)", ndim=2, min_rows=0, dtype=np.float32)
+        if Z.shape[0] != n:
+            raise ValueError(
+                f"encoder(X): expected one embedding row per item ({n}), got shape {Z.shape}"
+            )
+        Z = np.array(Z, dtype=np.float32, copy=True)
+        Z.setflags(write=False)
+        cache[key] = Z
+        while len(cache) > ENCODER_CACHE_SIZE:
+            cache.popitem(last=False)
+        return Z
+
+    def __getstate__(self) -> dict:
+        state = dict(super().__getstate__())
+        state.pop("_cache", None)  # cached embeddings are not part of the model
+        return state
+
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        *,
+        X_val: Any = None,
+        y_val: Any = None,
+        sample_weight: Any = None,
+        n_classes: int | None = None,
+        random_state: Any = None,
+    ) -> FrozenEncoder:
+        """Encode X and fit the head on the embeddings; returns self.
+
+        Parameters
+        ----------
+        X : items the encoder takes (n of them), or embeddings of shape (n, k)
+        y : array of shape (n,), int labels
+        X_val, y_val : optional
+            Early-stopping data for the "mlp" head; scikit-learn heads have no early
+            stopping and do not use them.
+        sample_weight : array of shape (n,), optional
+        n_classes, random_state : optional
+            Override the constructor's for this fit.
+        """
+        head = self._make_head()
+        Z = self._encode(X)
+        kw: dict[str, Any] = {
+            "sample_weight": sample_weight,
+            "n_classes": n_classes,
+            "random_state": random_state,
+        }
+        if isinstance(head, TorchEnsemble) and X_val is not None:
+            kw.update(X_val=self._encode(X_val, name="X_val"), y_val=y_val)
+        self.head_ = head.fit(Z, y, **kw)
+        self.n_classes_ = int(head.n_classes_)
+        self.embedding_dim_ = int(Z.shape[1])
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "head_"):
+            raise ValueError(
+                "FrozenEncoder: this instance is not fitted yet; call fit(X, y) or load(path) first"
+            )
+
+    def embed(self, X: Any) -> np.ndarray:
+        """The encoder's embedding, shape (n, k), float32 (read-only when cached)."""
+        return self._encode(X)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities of every head member, shape (M, n, C), float32."""
+        self._check_fitted()
+        return np.asarray(self.head_.predict_proba(self._encode(X)), dtype=np.float32)
+
+    def predict_proba_and_embed(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Both with one encoder call: probs (M, n, C) and the embedding (n, k)."""
+        self._check_fitted()
+        Z = self._encode(X)
+        return np.asarray(self.head_.predict_proba(Z), dtype=np.float32), Z
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted classes, shape (n,): argmax of the mean probability over members."""
+        return self.predict_proba(X).mean(0).argmax(-1)
+
+    def save(self, path: Any) -> None:
+        """Write the fitted head to ``path`` (a pickle for scikit-learn heads, ``torch.save``
+        for the MLP); the encoder is not saved."""
+        self._check_fitted()
+        self.head_.save(path)
+
+    def load(self, path: Any) -> FrozenEncoder:
+        """A new fitted FrozenEncoder with this template's encoder and parameters and the head
+        read from ``path``; the template itself stays as it was."""
+        head = self._make_head().load(path)
+        new = type(self)(**self.get_params(deep=False))
+        new.head_ = head
+        new.n_classes_ = int(head.n_classes_)
+        new.embedding_dim_ = int(math.prod(head.feature_shape_))
+        return new

@@ -338,6 +338,42 @@ def _batches(X: Any, rows: int) -> Iterable[Any]:
         raise ValueError("X: expected at least one item (empty pool), got an iterable with no rows")
 
 
+def _accepts(fn: Callable[..., Any], name: str) -> bool:
+    """Whether ``fn`` takes a keyword argument ``name`` (or ``**kwargs``)."""
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return False
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def _call_chunked(fn: Callable[..., Any], xb: Any, batch_size: Any) -> Any:
+    """``fn(xb, batch_size=...)`` when ``fn`` takes ``batch_size``, else ``fn(xb)``."""
+    return fn(xb, batch_size=batch_size) if _accepts(fn, "batch_size") else fn(xb)
+
+
+def _fused_embedding(e: Any, n: int, *, both_used: bool) -> np.ndarray:
+    """A model's embedding output for ``n`` rows as float32 (n, k); (M, n, k) is averaged."""
+    src = "predict_proba_and_embed(X)" if both_used else "embed(X)"
+    shape = tuple(e.shape) if is_torch(e) else np.shape(e)
+    if is_torch(e):
+        t = e.float()
+        arr = (t.mean(0) if t.dim() == 3 and both_used else t).cpu().numpy()
+    else:
+        arr = np.asarray(e, dtype=np.float32)
+        if arr.ndim == 3 and both_used:
+            arr = arr.mean(0)
+    if arr.ndim != 2 or arr.shape[0] != n:
+        expected = "(M, b, k) or (b, k)" if both_used else "(b, k)"
+        raise ValueError(
+            f"ensemble.{src}: expected embeddings of shape {expected} with b={n}, "
+            f"got {shape}"
+        )
+    return arr
+
+
 def score_pool(
     ensemble: Any,
     X: Any,
@@ -356,9 +392,12 @@ def score_pool(
 
     Parameters
     ----------
-    ensemble : fitted :class:`helpers.models.Ensemble` (or any object with
-        ``predict_proba(X)`` -> (M, b, C) and, for embeddings,
-        ``predict_proba_and_embed(X)``)
+    ensemble : fitted model following :class:`helpers.models.Model`
+        Needs ``predict_proba(X)`` -> (M, b, C). For ``return_embedding``, either
+        ``predict_proba_and_embed(X)`` -> (probs, embeddings of shape (M, b, k) or (b, k)),
+        used when present (one pass; per-member embeddings are averaged), or ``embed(X)``
+        -> (b, k). ``batch_size`` is passed on only to methods that accept it; chunks are
+        moved to ``ensemble.device_`` when the model has one.
     X : array, np.memmap, torch tensor, or iterable of arrays of shape (b, *feature_shape)
     scores : iterable of str, default ("predictive_entropy",)
         Names from :data:`SCORES` (``ensemble_uncertainty`` with alpha=0.5).
@@ -379,7 +418,11 @@ def score_pool(
     Raises
     ------
     ValueError
-        Unknown score names (the valid ones are listed), an empty pool, bad batch_size.
+        Unknown score names (the valid ones are listed), an empty pool, bad batch_size,
+        or a model output of the wrong shape.
+    TypeError
+        ``ensemble`` lacks ``predict_proba``, or lacks both ``embed`` and
+        ``predict_proba_and_embed`` when ``return_embedding`` is asked.
     """
     import torch
 
@@ -390,6 +433,18 @@ def score_pool(
     scores = tuple(scores)
     for s in scores:
         check_choice(s, name="scores", choices=tuple(SCORES))
+    predict = getattr(ensemble, "predict_proba", None)
+    if not callable(predict):
+        raise TypeError(
+            f"ensemble: expected a fitted model with predict_proba(X), got {type(ensemble).__name__}"
+        )
+    both = getattr(ensemble, "predict_proba_and_embed", None)
+    embed = getattr(ensemble, "embed", None)
+    if return_embedding and not callable(both) and not callable(embed):
+        raise TypeError(
+            f"ensemble: return_embedding=True needs a model with embed(X) (or "
+            f"predict_proba_and_embed(X)); {type(ensemble).__name__} has neither"
+        )
     if batch_size == "auto":
         dev = getattr(ensemble, "device_", "auto")
         bpr = ensemble.bytes_per_row() if hasattr(ensemble, "bytes_per_row") else 4 * 4096
@@ -418,12 +473,20 @@ def score_pool(
         else:
             xb = chunk
         if return_embedding:
-            p, e = ensemble.predict_proba_and_embed(xb, batch_size=inner)
-            e = e if is_torch(e) else torch.from_numpy(np.asarray(e))
-            emb_parts.append(e.float().mean(0).cpu().numpy())
+            if callable(both):
+                p, e = _call_chunked(both, xb, inner)
+            else:
+                assert callable(embed)  # checked above
+                p, e = _call_chunked(predict, xb, inner), _call_chunked(embed, xb, inner)
+            emb_parts.append(_fused_embedding(e, len(chunk), both_used=callable(both)))
         else:
-            p = ensemble.predict_proba(xb, batch_size=inner)
+            p = _call_chunked(predict, xb, inner)
         t, _ = _as_tensor(p, name="ensemble.predict_proba(X)", min_members=1)
+        if t.shape[1] != len(chunk):
+            raise ValueError(
+                f"ensemble.predict_proba(X): expected shape (M, {len(chunk)}, C) for a chunk of "
+                f"{len(chunk)} rows, got {tuple(t.shape)}"
+            )
         for s in scores:
             fn, min_m = _IMPL[s]
             if t.shape[0] < min_m:

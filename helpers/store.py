@@ -67,6 +67,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from . import _store_schema as S
+from ._io import atomic_write as _atomic_write
 
 __all__ = [
     "EVENT_KINDS",
@@ -1827,16 +1828,3 @@ def _parse_kind(text: str, kind: str | None, *, where: str):
     if kind is None:
         raise ValueError(f"{where}: the project has no items or no label schema yet")
     return text
-
-
-def _atomic_write(path: str | os.PathLike, write) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path

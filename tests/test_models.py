@@ -16,10 +16,9 @@ from gapscope.helpers.models import (
     CNN1d,
     CNN2d,
     Ensemble,
-    _cosine_factor,
     make_classifier,
-    train,
 )
+from gapscope.helpers.training import MIN_VALIDATION_ROWS, _cosine_factor, _holdout_split, train
 
 
 def toy(rng, n=120, d=6, C=3):
@@ -312,8 +311,14 @@ def test_numpy_in_numpy_out_torch_in_torch_out(rng):
     assert isinstance(p_np, np.ndarray) and p_np.dtype == np.float32
     assert isinstance(p_t, torch.Tensor)
     np.testing.assert_allclose(p_t.numpy(), p_np, atol=1e-6)
+    members = ens.member_embeddings(X)
     emb = ens.embed(X)
-    np.testing.assert_allclose(ens.fused_embedding(X), emb.mean(0), atol=1e-6)
+    assert members.shape == (3, 96, 16) and emb.shape == (96, 16) and emb.dtype == np.float32
+    np.testing.assert_allclose(emb, members.mean(0), rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(ens.fused_embedding(X), emb)  # the alias
+    emb_t = ens.embed(torch.from_numpy(X))
+    assert isinstance(emb_t, torch.Tensor) and tuple(emb_t.shape) == (96, 16)
+    np.testing.assert_allclose(ens.embed(X, batch_size=7), emb, atol=1e-6)
     np.testing.assert_array_equal(ens.predict(X), p_np.mean(0).argmax(-1))
     # chunking does not change results
     np.testing.assert_allclose(ens.predict_proba(X, batch_size=7), p_np, atol=1e-6)
@@ -327,7 +332,7 @@ def test_checkpoint_roundtrip_exact(rng, tmp_path):
     assert back.get_params() == ens.get_params()
     assert back.history_ == ens.history_ and back.n_classes_ == 3
     again = Ensemble().load_state_dict(ens.state_dict())
-    np.testing.assert_array_equal(again.embed(X), ens.embed(X))
+    np.testing.assert_array_equal(again.member_embeddings(X), ens.member_embeddings(X))
 
 
 def test_n_classes_inferred_or_given(rng):
@@ -398,12 +403,23 @@ def test_min_steps_keeps_tiny_training_sets_from_stopping_at_init():
         train(MLP(4, 2), np.zeros((4, 4), np.float32), np.zeros(4, int), min_steps=-1)
 
 
-def test_vae_reexported_from_generators():
-    from gapscope.helpers import generators, models
+def test_models_and_generators_share_training_without_an_import_cycle():
+    import subprocess
+    import sys
 
-    assert models.ConditionalVAE is generators.ConditionalVAE and models.VAE is generators.VAE
-    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
-        models.Nope  # noqa: B018
+    from gapscope.helpers import generators, models, training
+
+    # the VAEs live in generators only; models no longer re-exports them
+    assert not hasattr(models, "VAE") and not hasattr(models, "ConditionalVAE")
+    assert models.train is training.train and models.init_parameters is training.init_parameters
+    assert "train" not in models.__all__ and generators.VAE.__module__.endswith("generators")
+    # importing models pulls in training but not generators
+    code = (
+        "import sys; import gapscope.helpers.models; "
+        "assert 'gapscope.helpers.generators' not in sys.modules; "
+        "assert 'gapscope.helpers.training' in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_auto_chunk_capped_for_batched_pass_on_cpu(rng, monkeypatch):
@@ -425,3 +441,93 @@ def test_auto_chunk_capped_for_batched_pass_on_cpu(rng, monkeypatch):
     seen.clear()
     np.testing.assert_allclose(ens.predict_proba(X, batched=False), p, atol=1e-6)
     assert seen == [(5000, False)]  # the loop path is not capped
+
+
+# ---------------------------------------------------------------------------------------
+# fit-time overrides and the validation fold held out of the training labels
+# ---------------------------------------------------------------------------------------
+def test_fit_overrides_n_classes_and_random_state(rng):
+    X, y = toy(rng, n=60)
+    y2 = np.minimum(y, 1)
+    kw = dict(hidden=(8,), epochs=1, device="cpu")
+    ens = Ensemble("mlp", 2, n_classes=2, random_state=0, **kw)
+    ens.fit(X, y2, n_classes=4, random_state=7)
+    assert ens.n_classes_ == 4 and ens.predict_proba(X).shape == (2, 60, 4)
+    assert ens.n_classes == 2  # the constructor's parameter is left as it was
+    ref = Ensemble("mlp", 2, n_classes=4, random_state=7, **kw).fit(X, y2)
+    np.testing.assert_array_equal(ens.predict_proba(X), ref.predict_proba(X))
+    other = Ensemble("mlp", 2, n_classes=4, random_state=0, **kw).fit(X, y2)
+    assert not np.allclose(other.predict_proba(X), ref.predict_proba(X))
+
+
+def test_holdout_split_is_stratified_seeded_and_keeps_every_class():
+    y = np.array([0] * 50 + [1] * 30 + [2] * 19 + [3])  # class 3 is seen once
+    tr, va = _holdout_split(y, 0.2, np.random.default_rng(0))
+    assert len(va) == 20 and len(tr) == 80  # ceil(0.2 * 100)
+    assert np.intersect1d(tr, va).size == 0 and np.union1d(tr, va).size == 100
+    np.testing.assert_array_equal(np.bincount(y[va], minlength=4), [10, 6, 4, 0])
+    assert 3 in y[tr]
+    again = _holdout_split(y, 0.2, np.random.default_rng(0))
+    np.testing.assert_array_equal(again[1], va)
+    assert not np.array_equal(_holdout_split(y, 0.2, np.random.default_rng(1))[1], va)
+    # below MIN_VALIDATION_ROWS there is no fold (and no draw from the generator)
+    g = np.random.default_rng(0)
+    state = g.bit_generator.state
+    assert _holdout_split(y[:45], 0.2, g) is None  # ceil(9.0) = 9 < 10
+    assert g.bit_generator.state == state and MIN_VALIDATION_ROWS == 10
+    # one row of every class stays in training even when the fraction asks for more
+    tiny = np.repeat(np.arange(12), 2)
+    tr, va = _holdout_split(tiny, 0.9, np.random.default_rng(0))
+    assert len(va) == 12 and set(tiny[tr]) == set(range(12))
+    for bad in (0.0, 1.0, 1.5, -0.1):
+        with pytest.raises(ValueError, match="validation_fraction"):
+            _holdout_split(y, bad, np.random.default_rng(0))
+
+
+def test_ensemble_validation_fraction_holds_out_and_counts(rng, monkeypatch):
+    from gapscope.helpers import models
+
+    X, y = toy(rng, n=80)
+    calls = []
+    orig = models.train
+
+    def spy(model, Xi, yi, **kw):
+        calls.append((len(yi), None if kw["X_val"] is None else len(kw["X_val"])))
+        return orig(model, Xi, yi, **kw)
+
+    monkeypatch.setattr(models, "train", spy)
+    kw = dict(n_classes=3, hidden=(8,), epochs=2, device="cpu", random_state=0)
+    ens = Ensemble("mlp", 2, validation_fraction=0.2, **kw).fit(X, y)
+    assert ens.n_validation_ == 16 and calls == [(64, 16), (64, 16)]
+    assert all(len(h["val_loss"]) == h["epochs_run"] for h in ens.history_)
+    calls.clear()
+    # an explicit validation set wins; no training label is held out
+    ens = Ensemble("mlp", 2, validation_fraction=0.2, **kw).fit(X, y, X_val=X[:5], y_val=y[:5])
+    assert ens.n_validation_ == 0 and calls == [(80, 5), (80, 5)]
+    calls.clear()
+    # a fold under 10 rows: train on everything, no early stopping, fixed epochs
+    ens = Ensemble("mlp", 2, validation_fraction=0.2, patience=1, **kw).fit(X[:40], y[:40])
+    assert ens.n_validation_ == 0 and calls == [(40, None), (40, None)]
+    assert all(h["epochs_run"] == 2 and h["val_loss"] == [] for h in ens.history_)
+    calls.clear()
+    Ensemble("mlp", 2, **kw).fit(X, y)
+    assert calls == [(80, None), (80, None)]
+    # state_dict round trip keeps the count
+    back = Ensemble().load_state_dict(
+        Ensemble("mlp", 1, validation_fraction=0.25, **kw).fit(X, y).state_dict()
+    )
+    assert back.n_validation_ == 20 and back.validation_fraction == 0.25
+    with pytest.raises(ValueError, match="validation_fraction"):
+        Ensemble("mlp", 1, validation_fraction=1.0, **kw).fit(X, y)
+
+
+def test_validation_fraction_with_bootstrap_and_sample_weight(rng):
+    X, y = toy(rng, n=60)
+    w = rng.uniform(0.5, 2.0, size=60)
+    kw = dict(n_classes=3, hidden=(8,), epochs=2, device="cpu", validation_fraction=0.25)
+    a = Ensemble("mlp", 2, bootstrap=True, random_state=3, **kw).fit(X, y, sample_weight=w)
+    b = Ensemble("mlp", 2, bootstrap=True, random_state=3, **kw).fit(X, y, sample_weight=w)
+    assert a.n_validation_ == 15
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+    with pytest.raises(ValueError, match="sample_weight"):
+        Ensemble("mlp", 1, random_state=0, **kw).fit(X, y, sample_weight=w[:5])

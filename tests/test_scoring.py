@@ -9,8 +9,9 @@ from conftest import DEVICES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from sklearn.linear_model import LogisticRegression
 
-from gapscope.helpers.models import Ensemble
+from gapscope.helpers.models import Ensemble, FrozenEncoder, SklearnEnsemble
 from gapscope.helpers.scoring import (
     SCORES,
     ensemble_uncertainty,
@@ -271,7 +272,7 @@ def test_score_pool_memmap_and_iterator_equal_in_memory(small_ensemble, tmp_path
     np.testing.assert_allclose(full["probs"], probs, atol=1e-6)
     for name in NAMES:
         np.testing.assert_allclose(full[name], SCORES[name](probs), atol=1e-6)
-    np.testing.assert_allclose(full["embedding"], small_ensemble.fused_embedding(X), atol=1e-5)
+    np.testing.assert_allclose(full["embedding"], small_ensemble.embed(X), atol=1e-5)
     mm = np.memmap(tmp_path / "pool.f32", dtype=np.float32, mode="w+", shape=X.shape)
     mm[:] = X
     mm.flush()
@@ -316,3 +317,61 @@ def test_score_pool_errors(small_ensemble):
         score_pool(small_ensemble, 5)
     with pytest.raises(ValueError, match="X: expected items of shape"):
         score_pool(small_ensemble, np.zeros((3, 5), np.float32))
+
+
+class _PlainModel:
+    """Only the required protocol: predict_proba(X) without batch_size, no embed."""
+
+    def __init__(self, M=2, C=3):
+        self.M, self.C, self.calls = M, C, []
+
+    def predict_proba(self, X):
+        self.calls.append(len(X))
+        logits = np.stack([np.asarray(X)[:, : self.C] * (m + 1) for m in range(self.M)])
+        p = np.exp(logits - logits.max(-1, keepdims=True))
+        return p / p.sum(-1, keepdims=True)  # float64 is accepted
+
+
+class _EmbedModel(_PlainModel):
+    def embed(self, X):
+        return np.asarray(X)[:, :2] * 2.0
+
+
+def test_score_pool_takes_any_model_of_the_protocol(rng):
+    X = rng.normal(size=(250, 6)).astype(np.float32)
+    plain = _PlainModel()
+    out = score_pool(plain, X, scores=NAMES, batch_size=100, return_probs=True)
+    assert plain.calls == [100, 100, 50]  # chunked, no batch_size keyword passed on
+    probs = plain.predict_proba(X)
+    for name in NAMES:
+        np.testing.assert_allclose(out[name], SCORES[name](probs), atol=1e-5)
+    np.testing.assert_allclose(out["probs"], probs, atol=1e-6)
+    with pytest.raises(TypeError, match="ensemble: return_embedding=True needs a model with embed"):
+        score_pool(plain, X, return_embedding=True)
+    with pytest.raises(TypeError, match="ensemble: expected a fitted model with predict_proba"):
+        score_pool(object(), X)
+    emb = score_pool(_EmbedModel(), X, batch_size=64, return_embedding=True)["embedding"]
+    np.testing.assert_allclose(emb, X[:, :2] * 2.0, atol=1e-6)
+
+
+def test_score_pool_with_the_adapters(rng):
+    X = rng.normal(size=(200, 6)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64) + (X[:, 1] > 0.5)
+    sk = SklearnEnsemble(LogisticRegression(), 3, bootstrap=True, random_state=0).fit(X, y)
+    out = score_pool(sk, X, scores=NAMES, batch_size=64)
+    for name in NAMES:
+        np.testing.assert_allclose(out[name], SCORES[name](sk.predict_proba(X)), atol=1e-5)
+    with pytest.raises(TypeError, match="ensemble: return_embedding"):
+        score_pool(sk, X, return_embedding=True)
+    calls = []
+
+    def encoder(a):
+        calls.append(len(a))
+        return np.tanh(a[:, :4])
+
+    fe = FrozenEncoder(encoder, n_members=2, random_state=0).fit(X, y)
+    calls.clear()
+    out = score_pool(fe, X, batch_size=80, return_embedding=True, return_probs=True)
+    assert calls == [80, 80, 40]  # one encoder call per chunk: predict_proba_and_embed
+    np.testing.assert_allclose(out["embedding"], np.tanh(X[:, :4]), atol=1e-6)
+    np.testing.assert_allclose(out["probs"], fe.predict_proba(X), atol=1e-6)
