@@ -25,11 +25,14 @@ truth for evaluation; selection strategies must not read them.
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import numbers
-from collections.abc import Iterable
+import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -78,6 +81,10 @@ class Pool:
     meta : pandas.DataFrame with n rows, optional
         Per-item metadata (e.g. ``group``, ``attribute``, ``rare``). Its index is reset to
         ``0..n-1`` so it stays aligned with the arrays. Default: no columns.
+    class_names : list of str, optional
+        Names of the classes, unique; a label ``k`` means ``class_names[k]``, so every
+        label is below ``len(class_names)``. The loaders that know the names (string
+        labels, image class folders) set it. Default: None (names unknown).
 
     Notes
     -----
@@ -88,10 +95,10 @@ class Pool:
     Raises
     ------
     ValueError
-        Lengths disagree, ids are not unique, labels below -1, unknown source values,
-        non-finite X.
+        Lengths disagree, ids are not unique, labels below -1 (or not below
+        ``len(class_names)``), unknown source values, non-finite X, repeated class names.
     TypeError
-        Non-integer ids or labels, non-numeric X.
+        Non-integer ids or labels, non-numeric X, class names that are not strings.
 
     Examples
     --------
@@ -107,6 +114,7 @@ class Pool:
     labels: np.ndarray = None  # type: ignore[assignment]
     source: np.ndarray = None  # type: ignore[assignment]
     meta: pd.DataFrame = field(default=None)  # type: ignore[assignment]
+    class_names: list[str] | None = None
 
     def __post_init__(self) -> None:
         self.X = check_array(
@@ -156,6 +164,12 @@ class Pool:
                     f"meta: expected {n} rows (one per row of X), got {len(self.meta)}"
                 )
             self.meta = self.meta.reset_index(drop=True)
+        self.class_names = _check_class_names(self.class_names)
+        if self.class_names is not None and n and self.labels.max() >= len(self.class_names):
+            raise ValueError(
+                f"labels: expected class indices below len(class_names) = "
+                f"{len(self.class_names)}, got {self.labels.max()}"
+            )
 
     # -- basic accessors ---------------------------------------------------------------
     def __len__(self) -> int:
@@ -228,6 +242,7 @@ class Pool:
             labels=self.labels[idx],
             source=self.source[idx],
             meta=self.meta.iloc[idx].reset_index(drop=True),
+            class_names=self.class_names,
         )
 
     def with_labels(self, ids: Any, labels: Any) -> Pool:
@@ -258,20 +273,28 @@ class Pool:
         new_labels = self.labels.copy()
         new_labels[pos] = labels
         return Pool(
-            ids=self.ids, X=self.X, labels=new_labels, source=self.source, meta=self.meta.copy()
+            ids=self.ids,
+            X=self.X,
+            labels=new_labels,
+            source=self.source,
+            meta=self.meta.copy(),
+            class_names=self.class_names,
         )
 
     def concat(self, other: Pool) -> Pool:
         """A new Pool with the rows of ``self`` followed by those of ``other``.
 
-        Metadata columns are the union (missing values become NaN).
+        Metadata columns are the union (missing values become NaN). ``class_names`` is kept
+        when both pools have the same; when only one has names, they apply to both (a
+        pool of synthetic items built from arrays usually has none).
 
         Raises
         ------
         TypeError
             If ``other`` is not a Pool.
         ValueError
-            If feature shapes differ or the two pools share ids.
+            If feature shapes differ, the two pools share ids, or both have class names
+            and they differ.
         """
         if not isinstance(other, Pool):
             raise TypeError(f"other: expected a Pool, got {type(other).__name__}")
@@ -284,6 +307,14 @@ class Pool:
             raise ValueError(
                 f"other: expected ids disjoint from this pool, got {clash.size} shared such as {clash[:5].tolist()}"
             )
+        if (
+            self.class_names is not None
+            and other.class_names is not None
+            and self.class_names != other.class_names
+        ):
+            raise ValueError(
+                f"other: expected class_names {self.class_names}, got {other.class_names}"
+            )
         meta = pd.concat([self.meta, other.meta], ignore_index=True, sort=False)
         return Pool(
             ids=np.concatenate([self.ids, other.ids]),
@@ -291,6 +322,7 @@ class Pool:
             labels=np.concatenate([self.labels, other.labels]),
             source=np.concatenate([self.source, other.source]),
             meta=meta,
+            class_names=self.class_names if self.class_names is not None else other.class_names,
         )
 
     # -- construction and I/O ----------------------------------------------------------
@@ -303,6 +335,7 @@ class Pool:
         ids: Any = None,
         source: Any = "real",
         meta: pd.DataFrame | None = None,
+        class_names: list[str] | None = None,
     ) -> Pool:
         """Build a Pool from arrays; ids default to ``0..n-1`` and labels to all ``-1``.
 
@@ -314,14 +347,14 @@ class Pool:
             ids = np.arange(n, dtype=np.int64)
         if isinstance(source, str):
             source = np.full(n, source, dtype=object)
-        return cls(ids=ids, X=X, labels=labels, source=source, meta=meta)
+        return cls(ids=ids, X=X, labels=labels, source=source, meta=meta, class_names=class_names)
 
     def to_parquet(self, path: Any) -> None:
         """Write the pool to a Parquet file that :meth:`from_parquet` reads back exactly.
 
         Columns: ``id``, ``label``, ``source``, ``X`` (fixed-size list of float32, the
-        flattened features) and every metadata column; ``feature_shape`` is kept in the
-        schema metadata.
+        flattened features) and every metadata column; ``feature_shape`` and
+        ``class_names`` are kept in the schema metadata.
 
         Raises
         ------
@@ -349,10 +382,12 @@ class Pool:
             meta_table = pa.Table.from_pandas(self.meta, preserve_index=False)
             for name in meta_table.column_names:
                 table = table.append_column(name, meta_table.column(name))
-        info = {
+        info: dict[str, Any] = {
             "feature_shape": list(self.feature_shape),
             "meta_columns": [str(c) for c in self.meta.columns],
         }
+        if self.class_names is not None:
+            info["class_names"] = list(self.class_names)
         table = table.replace_schema_metadata(
             {**(table.schema.metadata or {}), _PARQUET_KEY: json.dumps(info).encode()}
         )
@@ -367,6 +402,7 @@ class Pool:
         embedding_column: str | None = None,
         label_column: str | None = None,
         id_column: str | None = None,
+        class_names: list[str] | None = None,
     ) -> Pool:
         """Read a Pool from a Parquet file (one written by :meth:`to_parquet`, or your own).
 
@@ -378,79 +414,448 @@ class Pool:
         embedding_column : str, optional
             One list column (all rows the same length d) forming X of shape (n, d).
             Give at most one of ``feature_columns`` and ``embedding_column``. With neither,
-            the column ``X`` (or else ``embedding``) is used if present, otherwise every
-            numeric column except the id and label columns.
+            the list column ``X`` (or else ``embedding``) is used if present, otherwise
+            every numeric column except the id and label columns.
         label_column : str, optional
-            Integer labels (-1 = unlabeled). Default: ``label`` if present, else all -1.
+            Integer labels (-1 or null = unlabeled) or string labels (null or empty =
+            unlabeled). Default: ``label`` if present, else all -1.
         id_column : str, optional
             Integer ids. Default: ``id`` if present, else ``0..n-1``.
+        class_names : list of str, optional
+            Names of the classes. Default: the names :meth:`to_parquet` stored, else for
+            string labels the sorted distinct strings, else None.
 
-        Remaining columns become ``meta``; a ``source`` column becomes ``source``.
+        A ``source`` column whose values are all ``"real"``/``"synthetic"`` becomes
+        ``source``; the remaining columns become ``meta``.
 
         Raises
         ------
         ValueError
-            Unknown column names, ragged embeddings, both feature options given.
+            Unknown column names, ragged embeddings, both feature options given, missing
+            feature values, a string label not in ``class_names``.
+        TypeError
+            A non-numeric feature column, non-integer ids.
         """
         import pyarrow.parquet as pq
 
-        table = pq.read_table(path)
-        names = table.column_names
-        info = json.loads((table.schema.metadata or {}).get(_PARQUET_KEY, b"{}"))
-        if feature_columns is not None and embedding_column is not None:
-            raise ValueError(
-                "feature_columns, embedding_column: expected at most one of them, got both"
-            )
-        for arg, cols in (
-            ("feature_columns", feature_columns or []),
-            ("embedding_column", [embedding_column] if embedding_column else []),
-            ("label_column", [label_column] if label_column else []),
-            ("id_column", [id_column] if id_column else []),
-        ):
-            missing = [c for c in cols if c not in names]
-            if missing:
-                raise ValueError(
-                    f"{arg}: expected columns of the file {names}, got unknown {missing}"
-                )
-        id_col = id_column or ("id" if "id" in names else None)
-        label_col = label_column or ("label" if "label" in names else None)
-        if feature_columns is None and embedding_column is None:
-            if "X" in names:
-                embedding_column = "X"
-            elif "embedding" in names:
-                embedding_column = "embedding"
-            else:
-                skip = {id_col, label_col, "source"}
-                feature_columns = [
-                    c
-                    for c in names
-                    if c not in skip and _is_numeric_arrow(table.schema.field(c).type)
-                ]
-                if not feature_columns:
-                    raise ValueError(
-                        f"path: expected numeric feature columns in {names}, found none"
-                    )
-        used: set[str | None]
-        if embedding_column is not None:
-            X = _list_column_to_matrix(table.column(embedding_column), name=embedding_column)
-            used = {embedding_column}
-        else:
-            cols = list(feature_columns or [])
-            X = np.column_stack([table.column(c).to_numpy() for c in cols]).astype(np.float32)
-            used = set(cols)
-        if info.get("feature_shape") and embedding_column == "X":
-            X = X.reshape((X.shape[0], *info["feature_shape"]))
-        ids = table.column(id_col).to_numpy() if id_col else None
-        labels = table.column(label_col).to_numpy() if label_col else None
-        source = (
-            np.asarray(table.column("source").to_pylist(), dtype=object)
-            if "source" in names
-            else "real"
+        return _pool_from_columns(
+            cls,
+            _ArrowColumns(pq.read_table(path)),
+            where="the file",
+            feature_columns=feature_columns,
+            embedding_column=embedding_column,
+            label_column=label_column,
+            id_column=id_column,
+            class_names=class_names,
         )
-        used |= {id_col, label_col, "source"}
-        meta_cols = [c for c in names if c not in used]
-        meta = table.select(meta_cols).to_pandas() if meta_cols else None
-        return cls.from_arrays(X, labels, ids=ids, source=source, meta=meta)
+
+    @classmethod
+    def from_arrow(
+        cls,
+        source: Any,
+        *,
+        feature_columns: list[str] | None = None,
+        embedding_column: str | None = None,
+        label_column: str | None = None,
+        id_column: str | None = None,
+        class_names: list[str] | None = None,
+    ) -> Pool:
+        """Read a Pool from an Arrow IPC / Feather (v2) file or an in-memory ``pyarrow.Table``.
+
+        The file is memory-mapped (``pyarrow.memory_map``), so its columns are read in
+        place and copied once, into the Pool's arrays. Both the IPC file format (what
+        ``pyarrow.feather.write_feather`` writes) and the IPC stream format are read.
+
+        Parameters
+        ----------
+        source : str, path-like, pyarrow.Table or pyarrow.RecordBatch
+        feature_columns, embedding_column, label_column, id_column, class_names
+            As in :meth:`from_parquet`.
+
+        Raises
+        ------
+        FileNotFoundError
+            No file at ``source``.
+        ValueError
+            A file that is not Arrow IPC; column problems as in :meth:`from_parquet`.
+        TypeError
+            ``source`` is neither a path nor an Arrow table.
+
+        Examples
+        --------
+        >>> import pyarrow as pa
+        >>> table = pa.table({"f1": [0.5, 1.5], "f2": [1.0, 2.0], "label": ["cat", ""]})
+        >>> pool = Pool.from_arrow(table)
+        >>> pool.X.shape, pool.labels.tolist(), pool.class_names
+        ((2, 2), [0, -1], ['cat'])
+        """
+        import pyarrow as pa
+
+        options: dict[str, Any] = dict(
+            feature_columns=feature_columns,
+            embedding_column=embedding_column,
+            label_column=label_column,
+            id_column=id_column,
+            class_names=class_names,
+        )
+        if isinstance(source, pa.RecordBatch):
+            source = pa.Table.from_batches([source])
+        if isinstance(source, pa.Table):
+            return _pool_from_columns(cls, _ArrowColumns(source), where="the table", **options)
+        if isinstance(source, pd.DataFrame):
+            raise TypeError(
+                "source: expected an Arrow file path or a pyarrow.Table, got a "
+                "pandas.DataFrame (use Pool.from_dataframe)"
+            )
+        if not isinstance(source, str | os.PathLike):
+            raise TypeError(
+                "source: expected an Arrow file path or a pyarrow.Table, "
+                f"got {type(source).__name__}"
+            )
+        path = _check_file(source, arg="source")
+        with pa.memory_map(str(path), "r") as mm:
+            try:
+                table = pa.ipc.open_file(mm).read_all()
+            except pa.ArrowInvalid:
+                mm.seek(0)
+                try:
+                    table = pa.ipc.open_stream(mm).read_all()
+                except pa.ArrowInvalid as exc:
+                    raise ValueError(
+                        f"source: expected an Arrow IPC / Feather v2 file, got {str(path)!r} "
+                        f"({exc})"
+                    ) from exc
+            return _pool_from_columns(cls, _ArrowColumns(table), where="the file", **options)
+
+    @classmethod
+    def from_csv(
+        cls,
+        path: Any,
+        *,
+        feature_columns: list[str] | None = None,
+        label_column: str | None = None,
+        id_column: str | None = None,
+        class_names: list[str] | None = None,
+        text_column: str | None = None,
+        encoder: Any = None,
+        batch_size: int = 256,
+        **read_csv_kwargs: Any,
+    ) -> Pool:
+        """Read a Pool from a CSV file: numeric feature columns, or a text column to embed.
+
+        Parameters
+        ----------
+        path : str, path-like or file-like
+        feature_columns : list of str, optional
+            Numeric columns forming X of shape (n, len(feature_columns)). Default: every
+            numeric column except the id and label columns.
+        label_column : str, optional
+            Integer labels (-1 or empty = unlabeled) or string labels (empty = unlabeled).
+            Default: ``label`` if the file has it, else all -1.
+        id_column : str, optional
+            Integer ids. Default: ``id`` if the file has it, else ``0..n-1``.
+        class_names : list of str, optional
+            For string labels: the classes, in index order (a label not in it is an
+            error). Default: the sorted distinct label strings.
+        text_column : str, optional
+            Instead of feature columns: a column of strings embedded by ``encoder`` to
+            form X of shape (n, k). The column stays in ``meta``.
+        encoder : callable or str, optional
+            Needed with ``text_column``: see :meth:`from_texts`.
+        batch_size : int, default 256
+            Texts per call of ``encoder``.
+        **read_csv_kwargs
+            Passed to :func:`pandas.read_csv` (``sep``, ``encoding``, ...).
+
+        Columns not used for X, ids or labels become ``meta`` (a ``source`` column whose
+        values are all ``"real"``/``"synthetic"`` becomes ``source``).
+
+        Raises
+        ------
+        FileNotFoundError
+            No file at ``path``.
+        ValueError
+            An empty file or no data rows, unknown column names, missing feature values, a
+            label string not in ``class_names``.
+        TypeError
+            A non-numeric feature column, labels mixing numbers and strings.
+
+        Examples
+        --------
+        >>> import io
+        >>> csv = io.StringIO("f1,f2,label\\n0.5,1,dog\\n1.5,2,\\n2.5,3,cat\\n")
+        >>> pool = Pool.from_csv(csv)
+        >>> pool.labels.tolist(), pool.class_names
+        ([1, -1, 0], ['cat', 'dog'])
+        """
+        path = _check_file(path, arg="path")
+        try:
+            df = pd.read_csv(path, **read_csv_kwargs)
+        except pd.errors.EmptyDataError as exc:
+            raise ValueError(
+                f"path: expected a CSV file with a header and data rows, got an empty file {path}"
+            ) from exc
+        if len(df) == 0:
+            raise ValueError(f"path: expected at least one data row, got only a header in {path}")
+        return _pool_from_columns(
+            cls,
+            _FrameColumns(df),
+            where="the file",
+            feature_columns=feature_columns,
+            text_column=text_column,
+            encoder=encoder,
+            label_column=label_column,
+            id_column=id_column,
+            class_names=class_names,
+            batch_size=batch_size,
+        )
+
+    @classmethod
+    def from_dataframe(
+        cls,
+        df: pd.DataFrame,
+        *,
+        feature_columns: list[str] | None = None,
+        embedding_column: str | None = None,
+        text_column: str | None = None,
+        encoder: Any = None,
+        label_column: str | None = None,
+        id_column: str | None = None,
+        class_names: list[str] | None = None,
+        batch_size: int = 256,
+    ) -> Pool:
+        """Build a Pool from a pandas DataFrame, with the column rules of :meth:`from_csv`.
+
+        ``embedding_column`` may also name a column whose cells are equal-length vectors
+        (lists or arrays), forming X of shape (n, d). Give at most one of
+        ``feature_columns``, ``embedding_column`` and ``text_column``.
+
+        Raises
+        ------
+        TypeError
+            ``df`` is not a DataFrame; column problems as in :meth:`from_csv`.
+        ValueError
+            ``df`` has no rows; column problems as in :meth:`from_csv`.
+        """
+        if not isinstance(df, pd.DataFrame):
+            raise TypeError(f"df: expected a pandas.DataFrame, got {type(df).__name__}")
+        if len(df) == 0:
+            raise ValueError("df: expected at least one row, got none")
+        return _pool_from_columns(
+            cls,
+            _FrameColumns(df),
+            where="the DataFrame",
+            feature_columns=feature_columns,
+            embedding_column=embedding_column,
+            text_column=text_column,
+            encoder=encoder,
+            label_column=label_column,
+            id_column=id_column,
+            class_names=class_names,
+            batch_size=batch_size,
+        )
+
+    @classmethod
+    def from_texts(
+        cls,
+        texts: Any,
+        labels: Any = None,
+        *,
+        encoder: Any,
+        ids: Any = None,
+        class_names: list[str] | None = None,
+        meta: pd.DataFrame | None = None,
+        batch_size: int = 256,
+    ) -> Pool:
+        """Embed texts into a Pool; the texts themselves are kept in ``meta["text"]``.
+
+        Parameters
+        ----------
+        texts : sequence of str, length n
+        labels : sequence of int or str, length n, optional
+            Class indices (-1 = unlabeled) or class names (``None``/empty = unlabeled).
+        encoder : callable or str
+            A callable taking a list of strings and returning an array of shape
+            (len(list), k) (numpy, torch or nested lists); or ``"wordllama"``, WordLlama's
+            default 256-d model, whose weights ship inside its wheel (``pip install
+            'gapscope[text]'``; nothing is downloaded, rows have unit length); or
+            ``"package.module:factory"``, a factory called without arguments that returns
+            such a callable.
+        ids : array of shape (n,), int, optional
+            Default ``0..n-1``.
+        class_names : list of str, optional
+            The classes in index order; for string labels it defaults to the sorted
+            distinct strings.
+        meta : pandas.DataFrame with n rows, optional
+            More metadata; it must not have a ``text`` column.
+        batch_size : int, default 256
+            Texts per call of ``encoder``.
+
+        Raises
+        ------
+        TypeError
+            ``texts`` is a single string or holds a non-string; an encoder of the wrong kind.
+        ValueError
+            No texts, lengths disagree, an unknown encoder name, an encoder output of the
+            wrong shape or with NaN, a label not in ``class_names``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> def lengths(batch):
+        ...     return np.array([[len(t), t.count(" ")] for t in batch])
+        >>> pool = Pool.from_texts(["a cat", "one dog here"], ["cat", "dog"], encoder=lengths)
+        >>> pool.X.tolist(), pool.labels.tolist(), pool.class_names, pool.meta["text"][1]
+        ([[5.0, 1.0], [12.0, 2.0]], [0, 1], ['cat', 'dog'], 'one dog here')
+        """
+        texts = _check_texts(texts, arg="texts", where="texts")
+        n = len(texts)
+        batch_size = _check_batch_size(batch_size)
+        class_names = _check_class_names(class_names)
+        if labels is not None:
+            if isinstance(labels, str) or not isinstance(labels, Iterable):
+                raise TypeError(
+                    f"labels: expected a sequence of {n} labels, got {type(labels).__name__}"
+                )
+            labels = pd.Series(list(labels) if not isinstance(labels, pd.Series) else labels)
+            if len(labels) != n:
+                raise ValueError(f"labels: expected {n} labels (one per text), got {len(labels)}")
+            labels, class_names = _decode_labels(
+                labels, arg="labels", where="labels", class_names=class_names
+            )
+        if meta is None:
+            meta = pd.DataFrame(index=pd.RangeIndex(n))
+        elif not isinstance(meta, pd.DataFrame):
+            raise TypeError(f"meta: expected a pandas.DataFrame, got {type(meta).__name__}")
+        elif len(meta) != n:
+            raise ValueError(f"meta: expected {n} rows (one per text), got {len(meta)}")
+        elif "text" in meta.columns:
+            raise ValueError("meta: expected no 'text' column (it holds the texts), got one")
+        meta = meta.reset_index(drop=True).copy()
+        meta.insert(0, "text", texts)
+        X = _encode_texts(texts, encoder, batch_size=batch_size)
+        return cls.from_arrays(X, labels, ids=ids, meta=meta, class_names=class_names)
+
+    @classmethod
+    def from_image_folder(
+        cls,
+        root: Any,
+        *,
+        size: tuple[int, int] | None = None,
+        grayscale: bool = True,
+        extensions: tuple[str, ...] = (".png", ".jpg", ".jpeg"),
+        unlabeled_dirs: tuple[str, ...] = ("unlabeled",),
+    ) -> Pool:
+        """Read a folder of images: class subfolders give labels, the rest are unlabeled.
+
+        ::
+
+            root/
+              cat/a.png, cat/more/b.jpg   -> label 0 ("cat"), any depth below the class folder
+              dog/c.png                   -> label 1 ("dog")
+              unlabeled/d.png, e.png      -> -1 (in an ``unlabeled_dirs`` folder or in root)
+
+        Parameters
+        ----------
+        root : str or path-like
+            The folder. Hidden files and folders (names starting with ".") are skipped.
+        size : (height, width), optional
+            Resize every image to this size (bilinear). Default: keep the size, which must
+            then be the same for all images.
+        grayscale : bool, default True
+            True: X of shape (n, H, W); False: RGB, X of shape (n, 3, H, W).
+        extensions : tuple of str, default (".png", ".jpg", ".jpeg")
+            File suffixes to read, compared case-insensitively.
+        unlabeled_dirs : tuple of str, default ("unlabeled",)
+            Top-level folder names whose images are unlabeled rather than a class.
+
+        Returns
+        -------
+        Pool
+            X float32 in [0, 1]; ``class_names`` the sorted names of the top-level class
+            folders (empty ones included, so a folder per class can be made before any
+            image is sorted into it; None if there are none); ids ``0..n-1`` in the order
+            of the sorted relative paths; ``meta["path"]`` the path relative to ``root``
+            (with "/" separators).
+
+        Raises
+        ------
+        ImportError
+            Pillow is not installed (``pip install 'gapscope[images]'``).
+        FileNotFoundError, NotADirectoryError
+            ``root`` is not an existing folder.
+        ValueError
+            No images, images of different sizes without ``size`` (a file of each size
+            is named), a file Pillow cannot read, a bad ``size`` or ``extensions``.
+        """
+        try:
+            from PIL import Image, UnidentifiedImageError
+        except ImportError as exc:
+            raise ImportError(
+                "Pool.from_image_folder needs Pillow: pip install 'gapscope[images]'"
+            ) from exc
+        try:
+            root_path = Path(os.fspath(root))
+        except TypeError:
+            raise TypeError(f"root: expected a folder path, got {type(root).__name__}") from None
+        if not root_path.exists():
+            raise FileNotFoundError(f"root: expected an existing folder, got {str(root_path)!r}")
+        if not root_path.is_dir():
+            raise NotADirectoryError(f"root: expected a folder, got the file {str(root_path)!r}")
+        target = _check_image_size(size)
+        exts = _check_names(extensions, arg="extensions")
+        bad_ext = [e for e in exts if not e.startswith(".")]
+        if not exts or bad_ext:
+            raise ValueError(
+                f"extensions: expected suffixes starting with '.', such as ('.png',), "
+                f"got {extensions!r}"
+            )
+        unlabeled = _check_names(unlabeled_dirs, arg="unlabeled_dirs")
+        files, classes = _image_files(root_path, exts, unlabeled)
+        if not files:
+            raise ValueError(
+                f"root: expected image files ending in {list(exts)} under {str(root_path)!r}, "
+                "found none"
+            )
+
+        def open_image(rel: str, path: Path) -> Any:
+            try:
+                return Image.open(path)
+            except (UnidentifiedImageError, OSError) as exc:
+                raise ValueError(f"root: could not read the image {rel!r}: {exc}") from exc
+
+        if target is None:
+            first_of: dict[tuple[int, int], str] = {}
+            for rel, path, _ in files:
+                with open_image(rel, path) as im:
+                    first_of.setdefault((im.height, im.width), rel)
+            if len(first_of) > 1:
+                (s1, f1), (s2, f2) = list(first_of.items())[:2]
+                raise ValueError(
+                    f"root: expected images of one size, or size=(height, width) to resize "
+                    f"them, got {f1!r} of {s1[0]}x{s1[1]} and {f2!r} of {s2[0]}x{s2[1]} "
+                    f"(height x width; {len(first_of)} sizes in all)"
+                )
+            target = next(iter(first_of))
+        h, w = target
+        mode = "L" if grayscale else "RGB"
+        X = np.empty((len(files), h, w) if grayscale else (len(files), 3, h, w), np.float32)
+        for i, (rel, path, _) in enumerate(files):
+            with open_image(rel, path) as im:
+                try:
+                    im = im.convert(mode)
+                    if im.size != (w, h):
+                        im = im.resize((w, h), Image.Resampling.BILINEAR)
+                    a = np.asarray(im, dtype=np.float32) / 255.0
+                except OSError as exc:
+                    raise ValueError(f"root: could not read the image {rel!r}: {exc}") from exc
+            X[i] = a if grayscale else a.transpose(2, 0, 1)
+        return cls.from_arrays(
+            X,
+            np.array([lab for _, _, lab in files], dtype=np.int64),
+            meta=pd.DataFrame({"path": [rel for rel, _, _ in files]}),
+            class_names=classes or None,
+        )
 
 
 def _is_numeric_arrow(t: Any) -> bool:
@@ -480,6 +885,521 @@ def _list_column_to_matrix(col: Any, *, name: str) -> np.ndarray:
     d = int(lengths[0]) if len(lengths) else 0
     values = arr.values.to_numpy(zero_copy_only=False)[offsets[0] : offsets[-1]]
     return values.astype(np.float32).reshape(len(arr), d)
+
+
+# --------------------------------------------------------------------------------------
+# Loaders: columns (Parquet, Arrow, CSV, DataFrame), image folders, texts
+# --------------------------------------------------------------------------------------
+def _check_class_names(class_names: Any) -> list[str] | None:
+    """``class_names`` as a new list of unique strings; None stays None."""
+    if class_names is None:
+        return None
+    if isinstance(class_names, str) or not isinstance(class_names, Iterable):
+        raise TypeError(
+            f"class_names: expected a list of strings, got {type(class_names).__name__}"
+        )
+    names = list(class_names)
+    for c in names:
+        if not isinstance(c, str):
+            raise TypeError(f"class_names: expected strings, got {c!r} ({type(c).__name__})")
+    if not names:
+        raise ValueError("class_names: expected at least one name, got an empty list")
+    if len(set(names)) != len(names):
+        dup = sorted({c for c in names if names.count(c) > 1})
+        raise ValueError(f"class_names: expected unique names, got duplicates {dup}")
+    return [str(c) for c in names]
+
+
+def _check_batch_size(batch_size: Any) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral):
+        raise TypeError(f"batch_size: expected a positive int, got {type(batch_size).__name__}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive int, got {batch_size}")
+    return int(batch_size)
+
+
+def _check_file(path: Any, *, arg: str) -> Any:
+    """A path that names an existing file (file-like objects pass through unchanged)."""
+    if hasattr(path, "read"):
+        return path
+    try:
+        p = Path(os.fspath(path))
+    except TypeError:
+        raise TypeError(f"{arg}: expected a file path, got {type(path).__name__}") from None
+    if not p.exists():
+        raise FileNotFoundError(f"{arg}: expected an existing file, got {str(p)!r} (no such file)")
+    if p.is_dir():
+        raise IsADirectoryError(f"{arg}: expected a file, got the folder {str(p)!r}")
+    return p
+
+
+def _decode_labels(
+    values: Any, *, arg: str, where: str, class_names: list[str] | None
+) -> tuple[np.ndarray, list[str] | None]:
+    """Labels of shape (n,) as class indices (-1 = unlabeled) and the class names.
+
+    Integers are indices (-1, NaN or empty = unlabeled; whole-number floats are accepted
+    because a CSV column with gaps reads as floats). Strings are class names (empty or
+    missing = unlabeled), mapped to their position in ``class_names``, which defaults to
+    the sorted distinct strings. ``arg`` and ``where`` name the input in error messages.
+    """
+    s = values.reset_index(drop=True) if isinstance(values, pd.Series) else pd.Series(values)
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        s = s.astype(object)
+    n = len(s)
+    labels = np.full(n, -1, dtype=np.int64)
+    if pd.api.types.is_bool_dtype(s.dtype):
+        raise TypeError(f"{arg}: expected integer or string labels in {where}, got booleans")
+    if pd.api.types.is_integer_dtype(s.dtype) and not s.isna().any():
+        labels[:] = s.to_numpy(dtype=np.int64)
+    elif pd.api.types.is_numeric_dtype(s.dtype):
+        vals = s.to_numpy(dtype=np.float64, na_value=np.nan)
+        present = ~np.isnan(vals)
+        bad = np.flatnonzero(present & (vals != np.round(vals)))
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(
+                f"{arg}: expected whole-number class indices in {where}, got {vals[i]} in row {i}"
+            )
+        labels[present] = vals[present].astype(np.int64)
+    else:
+        obj = s.to_numpy(dtype=object)
+        missing = np.array(
+            [
+                v is None
+                or (isinstance(v, float) and math.isnan(v))
+                or v is pd.NA
+                or v is pd.NaT
+                or (isinstance(v, str) and not v.strip())
+                for v in obj
+            ],
+            dtype=bool,
+        )
+        rows = np.flatnonzero(~missing)
+        is_str = [isinstance(obj[i], str) for i in rows]
+        is_int = [
+            isinstance(obj[i], numbers.Integral) and not isinstance(obj[i], bool | np.bool_)
+            for i in rows
+        ]
+        if rows.size and all(is_str):
+            if class_names is None:
+                class_names = sorted({str(obj[i]) for i in rows})
+            index = {c: k for k, c in enumerate(class_names)}
+            for r in rows:
+                k = index.get(obj[r])
+                if k is None:
+                    raise ValueError(
+                        f"{arg}: expected values in class_names {class_names}, "
+                        f"got {obj[r]!r} in row {int(r)} of {where}"
+                    )
+                labels[r] = k
+        elif all(is_int):
+            labels[rows] = [int(obj[i]) for i in rows]
+        else:
+            # a mix of strings and numbers: point at the first value that is not a string;
+            # no strings: at the first value that is not an integer
+            ok = is_str if any(is_str) else is_int
+            i = int(next(r for r, good in zip(rows, ok, strict=True) if not good))
+            raise TypeError(
+                f"{arg}: expected integer or string labels in {where} (not a mix), "
+                f"got {obj[i]!r} ({type(obj[i]).__name__}) in row {i}"
+            )
+    if n and labels.min() < -1:
+        i = int(np.argmin(labels))
+        raise ValueError(
+            f"{arg}: expected class indices >= 0 or -1 (unlabeled) in {where}, "
+            f"got {labels[i]} in row {i}"
+        )
+    return labels, class_names
+
+
+def _check_texts(values: Any, *, arg: str, where: str) -> list[str]:
+    """A list of strings; anything else (a single str, a missing value) is refused."""
+    if isinstance(values, str):
+        raise TypeError(f"{arg}: expected a sequence of strings, got a single str")
+    if isinstance(values, pd.Series):
+        values = values.tolist()
+    if not isinstance(values, Iterable):
+        raise TypeError(f"{arg}: expected a sequence of strings, got {type(values).__name__}")
+    texts = list(values)
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(
+                f"{arg}: expected a string in every row of {where}, "
+                f"got {t!r} ({type(t).__name__}) in row {i}"
+            )
+    if not texts:
+        raise ValueError(f"{arg}: expected at least one text, got none")
+    return [str(t) for t in texts]
+
+
+def _wordllama_encoder() -> Callable[[list[str]], np.ndarray]:
+    """WordLlama's default model (256-d), loaded from the files inside its wheel only.
+
+    Rows are scaled to unit length (an empty text gives the zero vector). wordllama 0.4.0
+    looks for its bundled tokenizer in a folder the wheel does not have and would then try
+    to download it; giving the package folder as ``cache_dir`` points it at the bundled
+    file, and ``disable_download=True`` makes a missing file an error instead of a fetch.
+    """
+    try:
+        import wordllama
+        from wordllama import WordLlama
+    except ImportError as exc:
+        raise ImportError(
+            "encoder='wordllama' needs the wordllama package: pip install 'gapscope[text]'"
+        ) from exc
+    pkg = Path(wordllama.__file__).parent
+    try:
+        model = WordLlama.load(cache_dir=pkg, disable_download=True)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(
+            f"encoder='wordllama': expected the model files shipped inside the wordllama "
+            f"wheel under {pkg}, got: {exc}"
+        ) from exc
+
+    def encode(texts: list[str]) -> np.ndarray:
+        emb = np.asarray(model.embed(list(texts), norm=False), dtype=np.float32)
+        norms = np.linalg.norm(emb, axis=1, keepdims=True)
+        return np.divide(emb, norms, out=np.zeros_like(emb), where=norms > 0)
+
+    return encode
+
+
+#: Names accepted as ``encoder=`` by the text loaders: name -> factory of the encoder.
+_TEXT_ENCODERS: dict[str, Callable[[], Callable[[list[str]], Any]]] = {
+    "wordllama": _wordllama_encoder,
+}
+
+
+def _resolve_encoder(encoder: Any) -> Callable[[list[str]], Any]:
+    """A callable list[str] -> (n, k) from a callable, a name in _TEXT_ENCODERS or a spec."""
+    if callable(encoder):
+        return encoder
+    if isinstance(encoder, str):
+        if encoder in _TEXT_ENCODERS:
+            return _TEXT_ENCODERS[encoder]()
+        if ":" in encoder:
+            module, _, attr = encoder.partition(":")
+            try:
+                factory = getattr(importlib.import_module(module), attr)
+            except (ImportError, AttributeError) as exc:
+                raise ValueError(f"encoder: could not import {encoder!r}: {exc}") from exc
+            made = factory()
+            if not callable(made):
+                raise TypeError(
+                    f"encoder: expected {encoder!r} to return a callable, got {type(made).__name__}"
+                )
+            return made
+    expected = (
+        f"a callable list[str] -> array of shape (n, k), one of {sorted(_TEXT_ENCODERS)} "
+        f"or 'package.module:factory'"
+    )
+    if isinstance(encoder, str):
+        raise ValueError(f"encoder: expected {expected}, got {encoder!r}")
+    raise TypeError(f"encoder: expected {expected}, got {type(encoder).__name__}")
+
+
+def _encode_texts(texts: list[str], encoder: Any, *, batch_size: int) -> np.ndarray:
+    """Embeddings of shape (len(texts), k), float32, computed ``batch_size`` texts at a time."""
+    fn = _resolve_encoder(encoder)
+    parts: list[np.ndarray] = []
+    for start in range(0, len(texts), batch_size):
+        batch = texts[start : start + batch_size]
+        emb = check_array(fn(batch), name="encoder", ndim=2, min_rows=0, dtype=np.float32)
+        if emb.shape[0] != len(batch):
+            raise ValueError(
+                f"encoder: expected an array of shape ({len(batch)}, k) for a batch of "
+                f"{len(batch)} texts, got shape {emb.shape}"
+            )
+        if parts and emb.shape[1] != parts[0].shape[1]:
+            raise ValueError(
+                f"encoder: expected the same width k = {parts[0].shape[1]} for every batch, "
+                f"got {emb.shape[1]}"
+            )
+        parts.append(emb)
+    return np.concatenate(parts)
+
+
+class _ArrowColumns:
+    """Column access to a pyarrow.Table, for :func:`_pool_from_columns`."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self.names = list(table.column_names)
+        self.info = json.loads((table.schema.metadata or {}).get(_PARQUET_KEY, b"{}"))
+
+    def dtype(self, name: str) -> str:
+        return str(self.table.schema.field(name).type)
+
+    def is_numeric(self, name: str) -> bool:
+        return _is_numeric_arrow(self.table.schema.field(name).type)
+
+    def is_list(self, name: str) -> bool:
+        import pyarrow.types as pat
+
+        t = self.table.schema.field(name).type
+        return pat.is_list(t) or pat.is_large_list(t) or pat.is_fixed_size_list(t)
+
+    def null_count(self, name: str) -> int:
+        return int(self.table.column(name).null_count)
+
+    def series(self, name: str) -> pd.Series:
+        return self.table.column(name).to_pandas()
+
+    def matrix(self, name: str) -> np.ndarray:
+        return _list_column_to_matrix(self.table.column(name), name=name)
+
+    def frame(self, names: list[str]) -> pd.DataFrame:
+        return self.table.select(names).to_pandas()
+
+
+class _FrameColumns:
+    """Column access to a pandas.DataFrame, for :func:`_pool_from_columns`."""
+
+    def __init__(self, df: pd.DataFrame) -> None:
+        self.df = df.reset_index(drop=True)
+        self.names = list(self.df.columns)
+        self.info: dict = {}
+
+    def dtype(self, name: str) -> str:
+        return str(self.df[name].dtype)
+
+    def is_numeric(self, name: str) -> bool:
+        s = self.df[name]
+        return pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype)
+
+    def is_list(self, name: str) -> bool:
+        s = self.df[name].dropna()
+        return s.dtype == object and len(s) > 0 and isinstance(s.iloc[0], list | tuple | np.ndarray)
+
+    def null_count(self, name: str) -> int:
+        return int(self.df[name].isna().sum())
+
+    def series(self, name: str) -> pd.Series:
+        return self.df[name]
+
+    def matrix(self, name: str) -> np.ndarray:
+        import pyarrow as pa
+
+        try:
+            arr = pa.array([np.asarray(v) for v in self.df[name]])
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise ValueError(
+                f"embedding_column: expected numeric vectors in {name!r}, got {exc}"
+            ) from exc
+        return _list_column_to_matrix(pa.chunked_array([arr]), name=name)
+
+    def frame(self, names: list[str]) -> pd.DataFrame:
+        return self.df[names].copy()
+
+
+def _pool_from_columns(
+    cls: type[Pool],
+    cols: _ArrowColumns | _FrameColumns,
+    *,
+    where: str,
+    feature_columns: list[str] | None = None,
+    embedding_column: str | None = None,
+    text_column: str | None = None,
+    encoder: Any = None,
+    label_column: str | None = None,
+    id_column: str | None = None,
+    class_names: list[str] | None = None,
+    batch_size: int = 256,
+) -> Pool:
+    """The one path from a table of columns to a Pool (Parquet, Arrow, CSV, DataFrame).
+
+    X comes from ``feature_columns`` (scalar numeric columns), ``embedding_column`` (one
+    list column) or ``text_column`` (strings embedded by ``encoder``); with none of them,
+    a list column ``X`` or ``embedding`` if there is one, else every numeric column except
+    the id and label columns. ``id`` and ``label`` columns are used when present; a
+    ``source`` column whose values are all in :data:`SOURCES` becomes ``source``. Every
+    other column (the text column too) becomes ``meta``.
+    """
+    names = cols.names
+    if len(set(names)) != len(names):
+        dup = sorted({str(c) for c in names if names.count(c) > 1})
+        raise ValueError(f"columns: expected unique column names in {where}, got duplicates {dup}")
+    given = [
+        a
+        for a, v in (
+            ("feature_columns", feature_columns),
+            ("embedding_column", embedding_column),
+            ("text_column", text_column),
+        )
+        if v is not None
+    ]
+    if len(given) > 1:
+        raise ValueError(
+            f"{', '.join(given)}: expected at most one of them, "
+            f"got {'both' if len(given) == 2 else 'all three'}"
+        )
+    if feature_columns is not None:
+        if isinstance(feature_columns, str) or not isinstance(feature_columns, Iterable):
+            raise TypeError(
+                f"feature_columns: expected a list of column names, "
+                f"got {type(feature_columns).__name__}"
+            )
+        feature_columns = list(feature_columns)
+        if not feature_columns:
+            raise ValueError("feature_columns: expected at least one column, got []")
+    if text_column is not None and encoder is None:
+        raise ValueError(
+            "encoder: expected a callable list[str] -> (n, k) or a name in "
+            f"{sorted(_TEXT_ENCODERS)} to embed text_column={text_column!r}, got None"
+        )
+    if encoder is not None and text_column is None:
+        raise ValueError("encoder: only used with text_column, got text_column=None")
+    batch_size = _check_batch_size(batch_size)
+    class_names = _check_class_names(class_names)
+    shown = names if len(names) <= 20 else [*names[:20], "..."]
+    for arg, wanted in (
+        ("feature_columns", feature_columns or []),
+        ("embedding_column", [] if embedding_column is None else [embedding_column]),
+        ("text_column", [] if text_column is None else [text_column]),
+        ("label_column", [] if label_column is None else [label_column]),
+        ("id_column", [] if id_column is None else [id_column]),
+    ):
+        missing = [c for c in wanted if c not in names]
+        if missing:
+            raise ValueError(f"{arg}: expected columns of {where} {shown}, got unknown {missing}")
+    id_col = id_column if id_column is not None else ("id" if "id" in names else None)
+    label_col = (
+        label_column if label_column is not None else ("label" if "label" in names else None)
+    )
+    if feature_columns is None and embedding_column is None and text_column is None:
+        embedding_column = next(
+            (c for c in ("X", "embedding") if c in names and cols.is_list(c)), None
+        )
+        if embedding_column is None:
+            skip = {id_col, label_col, "source"}
+            feature_columns = [c for c in names if c not in skip and cols.is_numeric(c)]
+            if not feature_columns:
+                raise ValueError(
+                    f"feature_columns: expected numeric columns in {where} to use as features, "
+                    f"found none in {shown}; name them with feature_columns=, "
+                    f"embedding_column= or text_column="
+                )
+    used: set[Any] = {id_col, label_col}
+    if embedding_column is not None:
+        if cols.null_count(embedding_column):
+            raise ValueError(
+                f"embedding_column: expected a vector in every row of {embedding_column!r}, "
+                f"got {cols.null_count(embedding_column)} missing"
+            )
+        X = cols.matrix(embedding_column)
+        if embedding_column == "X" and cols.info.get("feature_shape"):
+            X = X.reshape((X.shape[0], *cols.info["feature_shape"]))
+        used.add(embedding_column)
+    elif text_column is not None:
+        texts = _check_texts(
+            cols.series(text_column), arg="text_column", where=f"column {text_column!r}"
+        )
+        X = _encode_texts(texts, encoder, batch_size=batch_size)
+    else:
+        assert feature_columns is not None
+        mats = []
+        for c in feature_columns:
+            if not cols.is_numeric(c):
+                raise TypeError(
+                    f"feature_columns: expected numeric columns, got {c!r} of type {cols.dtype(c)}"
+                )
+            v = cols.series(c).to_numpy(dtype=np.float64, na_value=np.nan)
+            bad = np.flatnonzero(~np.isfinite(v))
+            if bad.size:
+                raise ValueError(
+                    f"feature_columns: expected finite numbers in column {c!r}, got "
+                    f"{bad.size} missing or non-finite value(s), the first in row {int(bad[0])}"
+                )
+            mats.append(v)
+        X = np.column_stack(mats).astype(np.float32)
+        used |= set(feature_columns)
+    ids = None
+    if id_col is not None:
+        if cols.null_count(id_col):
+            raise ValueError(
+                f"id_column: expected an id in every row of {id_col!r}, "
+                f"got {cols.null_count(id_col)} missing"
+            )
+        ids = cols.series(id_col).to_numpy()
+        if not np.issubdtype(ids.dtype, np.integer):
+            raise TypeError(f"id_column: expected integer ids in {id_col!r}, got dtype {ids.dtype}")
+        ids = np.array(ids, dtype=np.int64)
+    if class_names is None:
+        class_names = _check_class_names(cols.info.get("class_names"))
+    labels = None
+    if label_col is not None:
+        labels, class_names = _decode_labels(
+            cols.series(label_col),
+            arg="label_column",
+            where=f"column {label_col!r}",
+            class_names=class_names,
+        )
+    source: Any = "real"
+    if "source" in names and "source" not in used and not cols.null_count("source"):
+        values = cols.series("source").to_numpy(dtype=object)
+        if all(isinstance(v, str) and v in SOURCES for v in values):
+            source = values
+            used.add("source")
+    meta_cols = [c for c in names if c not in used]
+    meta = cols.frame(meta_cols) if meta_cols else None
+    return cls.from_arrays(X, labels, ids=ids, source=source, meta=meta, class_names=class_names)
+
+
+def _check_image_size(size: Any) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    ok = (
+        isinstance(size, tuple | list)
+        and len(size) == 2
+        and all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in size)
+        and all(int(s) > 0 for s in size)
+    )
+    if not ok:
+        raise ValueError(f"size: expected (height, width) as two positive ints, got {size!r}")
+    return int(size[0]), int(size[1])
+
+
+def _check_names(value: Any, *, arg: str) -> tuple[str, ...]:
+    """A tuple of strings from one string or a sequence of them."""
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, Iterable):
+        raise TypeError(f"{arg}: expected a sequence of strings, got {type(value).__name__}")
+    out = tuple(value)
+    for v in out:
+        if not isinstance(v, str):
+            raise TypeError(f"{arg}: expected strings, got {v!r} ({type(v).__name__})")
+    return out
+
+
+def _image_files(
+    root: Path, extensions: tuple[str, ...], unlabeled_dirs: tuple[str, ...]
+) -> tuple[list[tuple[str, Path, int]], list[str]]:
+    """(relative path, path, label) of every image under ``root``, sorted by relative path,
+    and the class names (sorted names of the top-level folders, minus ``unlabeled_dirs``).
+
+    Hidden files and folders (a name starting with ".") are skipped.
+    """
+    classes = sorted(
+        p.name
+        for p in root.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and p.name not in unlabeled_dirs
+    )
+    index = {c: k for k, c in enumerate(classes)}
+    exts = {e.lower() for e in extensions}
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for fname in filenames:
+            if fname.startswith(".") or os.path.splitext(fname)[1].lower() not in exts:
+                continue
+            path = Path(dirpath) / fname
+            rel = path.relative_to(root)
+            top = rel.parts[0] if len(rel.parts) > 1 else None
+            found.append((rel.as_posix(), path, index.get(top, -1) if top else -1))
+    found.sort(key=lambda f: f[0])
+    return found, classes
 
 
 # --------------------------------------------------------------------------------------
@@ -682,24 +1602,30 @@ class Annotator(Oracle):
 # --------------------------------------------------------------------------------------
 @dataclass(eq=False)
 class Dataset:
-    """A built-in dataset: an unlabeled pool, labeled evaluation splits and an oracle.
+    """A data source for the loop: a pool, optional labeled evaluation splits, an optional oracle.
+
+    The built-in datasets (:func:`load_dataset`) have every part; a user's own data is
+    usually a pool with some labels and nothing else (:meth:`from_pool`).
 
     Attributes
     ----------
     name : str
     pool : Pool
-        The items to select from; ``pool.labels`` are all -1.
-    val, test : Pool
-        Labeled validation (early stopping) and test splits.
-    shifted : Pool
-        A labeled corrupted / distribution-shifted evaluation split (``info["shift"]``
-        says which); its ids are disjoint from all other splits.
-    oracle : Oracle
-        True labels of the pool items.
+        The items to select from, with the labels the project already has (-1 = none).
     n_classes : int
     kind : {"image", "signal", "vector"}
     feature_shape : tuple of int
     class_names : list of str
+    val : Pool or None
+        A labeled split for checks beside training (membership-inference hold-out, shaped
+        synthesis); the loop's models never train or early-stop on it.
+    test : Pool or None
+        A labeled held-out split for evaluation. Without it the loop cross-validates on
+        the labeled set.
+    shifted : Pool or None
+        A labeled corrupted / distribution-shifted evaluation split (``info["shift"]``).
+    oracle : Oracle or None
+        True labels of the pool items, for simulated annotation only.
     info : dict
         ``description``, ``shift``, and where they apply ``minority_classes``,
         ``sensitive_attribute`` (a meta column name), ``rare_groups``, ``class_counts``.
@@ -707,20 +1633,129 @@ class Dataset:
 
     name: str
     pool: Pool
-    val: Pool
-    test: Pool
-    shifted: Pool
-    oracle: Oracle
     n_classes: int
     kind: str
     feature_shape: tuple[int, ...]
     class_names: list[str]
+    val: Pool | None = None
+    test: Pool | None = None
+    shifted: Pool | None = None
+    oracle: Oracle | None = None
     info: dict = field(default_factory=dict)
 
     def __repr__(self) -> str:
+        parts = [f"{k}={len(v)}" for k in ("val", "test", "shifted") if (v := getattr(self, k)) is not None]
         return (
             f"Dataset({self.name!r}, kind={self.kind!r}, n_classes={self.n_classes}, pool={len(self.pool)}, "
-            f"val={len(self.val)}, test={len(self.test)}, shifted={len(self.shifted)})"
+            f"labeled={int(self.pool.labeled_mask().sum())}{''.join(', ' + p for p in parts)}, "
+            f"oracle={'yes' if self.oracle is not None else 'no'})"
+        )
+
+    @classmethod
+    def from_pool(
+        cls,
+        pool: Pool,
+        *,
+        n_classes: int | None = None,
+        class_names: list[str] | None = None,
+        test: Pool | None = None,
+        val: Pool | None = None,
+        shifted: Pool | None = None,
+        oracle: Any = None,
+        name: str = "user",
+        info: dict | None = None,
+    ) -> Dataset:
+        """A Dataset around the user's own pool.
+
+        Parameters
+        ----------
+        pool : Pool
+            The items, with whatever labels exist (-1 = unlabeled).
+        n_classes : int, optional
+            Default: ``len(class_names)``, else the largest label seen (pool, splits,
+            oracle) + 1.
+        class_names : list of str, optional
+            Default: ``pool.class_names`` when set, else ``"0"``, ``"1"``, ...
+        test, val, shifted : Pool, optional
+            Labeled splits (every label >= 0), ids disjoint from the pool.
+        oracle : Oracle or array of shape (len(pool),), optional
+            For simulation only: true labels of the pool rows (an array is turned into an
+            :class:`Oracle` over ``pool.ids``).
+        name : str, default "user"
+
+        Raises
+        ------
+        TypeError, ValueError
+            Not a Pool, unlabeled rows in a split, shared ids, labels >= n_classes, an
+            oracle of the wrong length, fewer than 2 classes.
+        """
+        if not isinstance(pool, Pool):
+            raise TypeError(f"pool: expected a Pool, got {type(pool).__name__}")
+        splits = {"test": test, "val": val, "shifted": shifted}
+        for split_name, sp in splits.items():
+            if sp is None:
+                continue
+            if not isinstance(sp, Pool):
+                raise TypeError(f"{split_name}: expected a labeled Pool, got {type(sp).__name__}")
+            if len(sp) == 0 or (sp.labels < 0).any():
+                raise ValueError(f"{split_name}: expected a non-empty Pool with every item labeled")
+            if sp.feature_shape != pool.feature_shape:
+                raise ValueError(
+                    f"{split_name}: expected items of shape {pool.feature_shape}, got {sp.feature_shape}"
+                )
+            shared = np.intersect1d(sp.ids, pool.ids)
+            if shared.size:
+                raise ValueError(
+                    f"{split_name}: expected ids disjoint from the pool, got {shared.size} shared such as {shared[:5].tolist()}"
+                )
+        if oracle is not None and not isinstance(oracle, Oracle):
+            y_true = _as_int_array(np.asarray(oracle), name="oracle")
+            if y_true.shape[0] != len(pool):
+                raise ValueError(
+                    f"oracle: expected {len(pool)} true labels (one per pool row), got {y_true.shape[0]}"
+                )
+            oracle = Oracle(pool.ids, y_true, n_classes=max(2, int(y_true.max()) + 1))
+        if class_names is None:
+            class_names = getattr(pool, "class_names", None)
+        if n_classes is None:
+            if class_names is not None:
+                n_classes = len(class_names)
+            else:
+                seen = [pool.labels.max() if len(pool) else -1]
+                seen += [sp.labels.max() for sp in splits.values() if sp is not None]
+                if oracle is not None:
+                    seen.append(oracle.n_classes - 1)
+                n_classes = int(max(seen)) + 1
+        if isinstance(n_classes, bool) or not isinstance(n_classes, numbers.Integral) or n_classes < 2:
+            raise ValueError(
+                f"n_classes: expected an int >= 2 (or labels of at least 2 classes), got {n_classes!r}"
+            )
+        n_classes = int(n_classes)
+        for what, lab in [("pool", pool.labels)] + [
+            (k, sp.labels) for k, sp in splits.items() if sp is not None
+        ]:
+            if len(lab) and lab.max() >= n_classes:
+                raise ValueError(f"{what}: expected labels < n_classes={n_classes}, got {int(lab.max())}")
+        if class_names is None:
+            class_names = [str(c) for c in range(n_classes)]
+        if len(class_names) != n_classes:
+            raise ValueError(
+                f"class_names: expected {n_classes} names (one per class), got {len(class_names)}"
+            )
+        fs = pool.feature_shape
+        kind = "image" if len(fs) in (2, 3) and min(fs[-2:]) >= 4 else "vector"
+        return cls(
+            name=str(name),
+            pool=pool,
+            n_classes=n_classes,
+            kind=kind,
+            feature_shape=fs,
+            class_names=[str(c) for c in class_names],
+            val=val,
+            test=test,
+            shifted=shifted,
+            oracle=oracle,
+            info=dict(info or {}),
         )
 
 
