@@ -1,10 +1,10 @@
 """gapscope helpers: the library. Arrays in, arrays out; no widget or notebook code.
 
-Submodules are imported lazily (``import helpers`` is fast and pulls in no torch):
-``helpers.device``, ``helpers.data``, ``helpers.models``, ``helpers.scoring``,
-``helpers.density``, ``helpers.clustering``, ``helpers.metrics``, ``helpers.selection``,
-``helpers.bandits``, ``helpers.synthesis``, ``helpers.store``, ``helpers.loop``,
-``helpers.experiments``.
+Installed as ``gapscope.helpers``. Submodules are imported lazily (``import
+gapscope.helpers`` is fast and pulls in no torch): ``device``, ``data``, ``components`` (the
+seam for the user's data, model and strategy), ``models``, ``training``, ``scoring``,
+``density``, ``clustering``, ``metrics``, ``selection``, ``bandits``, ``synthesis``,
+``store``, ``loop``, ``experiments``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ __version__ = "0.1.0"
 _SUBMODULES = (
     "device",
     "data",
+    "components",
     "models",
+    "training",
     "scoring",
     "density",
     "clustering",

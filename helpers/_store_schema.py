@@ -1,4 +1,4 @@
-"""Tables and ordered schema migrations of the label store (private; see :mod:`helpers.store`).
+"""Tables and ordered schema migrations of the label store (private; see :mod:`gapscope.helpers.store`).
 
 The database records its schema version in the table ``schema_version`` (one row per
 applied migration). :func:`upgrade` applies the missing migrations in order, each in the

@@ -29,6 +29,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         workers=workers,
         engine=args.engine or cfg.get("engine", "local"),
         resume=not args.no_resume,
+        pythonpath=cfg["pythonpath"],
     )
     failed = [s for s in statuses if s["status"] == "failed"]
     table = E.collect(out)

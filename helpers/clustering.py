@@ -324,7 +324,7 @@ def kmeans(
     ----------
     Z : array or tensor of shape (n, d), finite, n >= n_clusters
         A CUDA tensor is clustered on that GPU; numpy input on
-        :func:`helpers.device.resolve_device` ("auto").
+        :func:`gapscope.helpers.device.resolve_device` ("auto").
     n_clusters : int >= 1
     metric : {"euclidean", "cosine"}, default "euclidean"
         ``"cosine"`` is spherical k-means: rows are L2-normalised, centres are renormalised
@@ -347,7 +347,7 @@ def kmeans(
     Notes
     -----
     float32 on the device, with the dot-product distance form in blocks sized by
-    :func:`helpers.device.chunk_rows`. The final objective is available from
+    :func:`gapscope.helpers.device.chunk_rows`. The final objective is available from
     :func:`kmeans_inertia`.
     """
     import torch

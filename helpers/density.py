@@ -16,7 +16,7 @@ computed exactly (no tree, no approximation) blockwise in torch on the CPU or a 
   flush-to-zero mode does not help), and such terms contribute < 1e-37 each anyway; the
   upper clamp is a guard whose (rare) trips are detected and recomputed exactly;
 * tiles are written into one reused buffer (a fresh large tensor per tile costs ~4x in page
-  faults), sized by :func:`helpers.device.chunk_rows`, so memory stays bounded for any n, m.
+  faults), sized by :func:`gapscope.helpers.device.chunk_rows`, so memory stays bounded for any n, m.
 
 Each query's shift comes from its best logit over a strided subsample of the references
 (see ``_lse_kernel``), which keeps every row's sum in a safe float32 range without a separate
@@ -275,7 +275,7 @@ class GaussianKDE:
         still returned in the original units (the Jacobian ``-sum(log std)`` is added).
     device : {"auto", "cpu", "cuda", "cuda:N"} or torch.device, default "auto"
         Where to compute. ``"auto"``: the device of ``Z`` when it is a torch tensor, else
-        :func:`helpers.device.resolve_device`.
+        :func:`gapscope.helpers.device.resolve_device`.
     dtype : {"float32", "float64"}, default "float32"
         Compute dtype. float32 is within 1e-3 of float64 in log space.
     random_state : None, int or numpy.random.Generator, default None

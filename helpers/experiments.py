@@ -32,6 +32,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
+from ._io import atomic_write
+
 __all__ = [
     "expand_grid",
     "run_id_for",
@@ -48,6 +50,8 @@ __all__ = [
     "report_tables",
     "make_report",
     "load_grid_config",
+    "notebook_parameters",
+    "check_grid_keys",
     "NOTEBOOK_DIR",
 ]
 
@@ -117,20 +121,50 @@ def expand_grid(grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]])
     raise TypeError(f"grid: expected a dict of lists or a list of dicts, got {type(grid).__name__}")
 
 
+def _component_name(v: Any) -> Any:
+    """A spec's short name (``{"name": "x", ...}`` -> ``"x"``); other values unchanged."""
+    if isinstance(v, Mapping) and isinstance(v.get("name"), str):
+        return v["name"]
+    return v
+
+
 def run_id_for(params: Mapping[str, Any]) -> str:
     """A readable, stable id for one parameter combination (same params -> same id)."""
     blob = json.dumps(params, sort_keys=True, default=str)
     digest = hashlib.sha1(blob.encode()).hexdigest()[:8]
-    head = "-".join(str(params[k]) for k in ("dataset", "strategy", "seed") if k in params).replace(
-        "/", "_"
+    head = "-".join(
+        str(_component_name(params[k])) for k in ("data", "strategy", "seed") if k in params
     )
+    head = "".join(c if c.isalnum() or c in "-_." else "_" for c in head)[:80]
     return f"{head}-{digest}" if head else digest
 
 
+def notebook_parameters(notebook: str | os.PathLike) -> list[str]:
+    """Names of the parameters a notebook's ``parameters`` cell defines (papermill's view)."""
+    import papermill as pm
+
+    return sorted(pm.inspect_notebook(str(notebook)))
+
+
+def check_grid_keys(notebook: str | os.PathLike, combos: Sequence[Mapping[str, Any]]) -> None:
+    """Raise ValueError for a grid key the notebook has no parameter for (a typo, say).
+
+    papermill would inject an unknown name as a new variable that nothing reads, and the
+    grid would silently run the defaults.
+    """
+    known = set(notebook_parameters(notebook))
+    unknown = sorted({k for c in combos for k in c} - known)
+    if "run_dir" in {k for c in combos for k in c}:
+        raise ValueError("grid: 'run_dir' is set by run_grid for each run; remove it from the grid")
+    if unknown:
+        raise ValueError(
+            f"grid: unknown parameter(s) {unknown} for {Path(notebook).name}; "
+            f"expected some of {sorted(known - {'run_dir'})}"
+        )
+
+
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
+    atomic_write(path, lambda p: p.write_text(json.dumps(obj, indent=2, default=str)))
 
 
 def run_one(
@@ -141,12 +175,15 @@ def run_one(
     kernel_name: str = "python3",
     execution_timeout: int | None = 1800,
     threads: int | None = None,
+    pythonpath: Sequence[str] = (),
 ) -> dict:
     """Execute ``notebook`` once with ``params`` into ``run_dir``; never raises for a notebook error.
 
     ``threads`` caps the kernel's BLAS/OpenMP threads (``OMP_NUM_THREADS`` and friends),
     so concurrent runs do not oversubscribe the cores (oversubscribed OpenMP threads spin:
-    measured here, a small k-means went from 6 ms to 490 ms).
+    measured here, a small k-means went from 6 ms to 490 ms). ``pythonpath`` folders are
+    put in front of the kernel's ``PYTHONPATH``, so the user's modules (named by specs such
+    as ``"my_module:my_strategy"`` or in ``modules``) import there.
     Returns the status record (also written to ``run_dir/status.json``).
     """
     import papermill as pm
@@ -154,6 +191,10 @@ def run_one(
     if threads is not None:
         for var in _THREAD_VARS:
             os.environ[var] = str(int(threads))
+    if pythonpath:
+        extra = [str(Path(p).resolve()) for p in pythonpath]
+        old = os.environ.get("PYTHONPATH")
+        os.environ["PYTHONPATH"] = os.pathsep.join(extra + ([old] if old else []))
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -210,6 +251,7 @@ def run_grid(
     execution_timeout: int | None = 1800,
     progress: bool = True,
     threads: int | None = None,
+    pythonpath: Sequence[str | os.PathLike] = (),
 ) -> list[dict]:
     """Execute ``notebook`` for every combination in ``grid`` with papermill.
 
@@ -230,6 +272,11 @@ def run_grid(
     threads : int, optional
         BLAS/OpenMP threads per run; default ``cpu_count // workers`` when ``workers > 1``
         (local engine), so concurrent kernels share the cores instead of fighting over them.
+    pythonpath : list of paths
+        Folders the kernels import the user's modules from (see :func:`run_one`).
+
+    Every grid key must be a parameter of the notebook (:func:`check_grid_keys`): a typo
+    is an error before any run starts.
 
     Returns
     -------
@@ -249,6 +296,8 @@ def run_grid(
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise ValueError(f"workers: expected an int >= 1, got {workers!r}")
     combos = expand_grid(grid)
+    check_grid_keys(nb, combos)
+    paths = [str(Path(p).resolve()) for p in pythonpath]
     out = Path(out_dir)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     ids = [run_id_for(p) for p in combos]
@@ -283,6 +332,7 @@ def run_grid(
                         kernel_name=kernel_name,
                         execution_timeout=execution_timeout,
                         threads=threads,
+                        pythonpath=paths,
                     ),
                 }
                 bar.update(1)
@@ -297,6 +347,7 @@ def run_grid(
                         kernel_name=kernel_name,
                         execution_timeout=execution_timeout,
                         threads=threads,
+                        pythonpath=paths,
                     ): rid
                     for rid, params, rdir in todo
                 }
@@ -329,6 +380,7 @@ def run_grid(
                     kernel_name=kernel_name,
                     execution_timeout=execution_timeout,
                     threads=threads or 1,
+                    pythonpath=paths,
                 ): rid
                 for rid, params, rdir in todo
             }
@@ -367,16 +419,25 @@ def collect(out_dir: str | os.PathLike, *, strict: bool = False):
     problems: list[str] = []
     for rid, params in grid.items():
         rdir = out / "runs" / rid
+        # what the run itself reported fills in keys the grid left at their defaults
+        res_path = rdir / "results.json"
+        reported = {}
+        if res_path.exists():
+            try:
+                reported = json.loads(res_path.read_text()).get("params", {})
+            except (OSError, json.JSONDecodeError):
+                reported = {}
+        merged = {**reported, **params}
         base = {
             "run_id": rid,
-            "dataset": params.get("dataset"),
-            "strategy": params.get("strategy"),
-            "seed": params.get("seed"),
+            "dataset": _component_name(merged.get("data", merged.get("dataset"))),
+            "strategy": _component_name(merged.get("strategy")),
+            "seed": merged.get("seed"),
             # the other grid parameters, as columns (dicts as JSON text), so tables can group by them
             **{
                 k: (json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v)
                 for k, v in params.items()
-                if k not in ("dataset", "strategy", "seed", "round")
+                if k not in ("data", "dataset", "strategy", "seed", "round")
             },
         }
         status_path = rdir / "status.json"
@@ -389,9 +450,11 @@ def collect(out_dir: str | os.PathLike, *, strict: bool = False):
             problems.append(f"{rid}: failed: {status.get('error')}")
             rows.append({**base, "status": "failed", "wall_time": status.get("wall_time")})
             continue
-        res = json.loads((rdir / "results.json").read_text())
+        res = json.loads(res_path.read_text())
         rounds = res.get("rounds", [])
-        expected = params.get("rounds")
+        expected = res.get("expected_rounds", merged.get("rounds"))
+        if "expected_rounds" in res:
+            expected = int(expected) - 1
         state = "ok"
         if expected is not None and len(rounds) < int(expected):
             state = "partial"
@@ -762,18 +825,37 @@ def make_report(
     return html
 
 
+_GRID_FILE_KEYS = ("notebook", "grid", "workers", "engine", "target_fraction", "pythonpath")
+
+
 def load_grid_config(path: str | os.PathLike) -> dict:
-    """Read a grid YAML: ``notebook`` (default experiment.ipynb), ``grid`` (dict or list),
-    optional ``workers``, ``engine``, ``target_fraction``."""
+    """Read a grid YAML.
+
+    Keys: ``grid`` (dict of lists or list of such dicts; required), ``notebook`` (default the
+    shipped ``experiment.ipynb``; a relative path is looked up beside the YAML file first),
+    ``workers``, ``engine``, ``target_fraction`` and ``pythonpath`` (folders, relative to
+    the YAML file, that hold the user's modules named by specs or ``modules``).
+    An unknown key is an error.
+    """
     import yaml
 
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"config: expected an existing YAML file, got {str(path)!r}")
     cfg = yaml.safe_load(p.read_text()) or {}
-    if "grid" not in cfg:
+    if not isinstance(cfg, dict) or "grid" not in cfg:
         raise ValueError(f"config: {str(path)!r} has no 'grid' key")
-    nb = cfg.get("notebook", "experiment.ipynb")
-    nb_path = Path(nb) if Path(nb).is_absolute() else (NOTEBOOK_DIR / nb)
-    cfg["notebook"] = str(nb_path)
+    unknown = sorted(set(cfg) - set(_GRID_FILE_KEYS))
+    if unknown:
+        raise ValueError(
+            f"config: unknown key(s) {unknown} in {str(path)!r}; expected some of {list(_GRID_FILE_KEYS)}"
+        )
+    nb = Path(cfg.get("notebook", "experiment.ipynb"))
+    if not nb.is_absolute():
+        nb = (p.parent / nb) if (p.parent / nb).is_file() else (NOTEBOOK_DIR / nb)
+    cfg["notebook"] = str(nb)
+    pp = cfg.get("pythonpath") or []
+    if isinstance(pp, str):
+        pp = [pp]
+    cfg["pythonpath"] = [str((p.parent / d).resolve()) for d in pp]
     return cfg

@@ -12,11 +12,11 @@ All three are trained jointly with one loss, averaged over a batch::
     loss = recon(x, g(z)) + beta * KL(q(z|x) || N(0, I)) + gamma * CE(h(x), y)   (CE on labeled rows)
 
 Vectors and 1-D signals (MNIST-1D) go through an MLP, 8x8 images (scikit-learn's digits)
-through a small convolutional net. Training uses :func:`helpers.models.train` (AdamW, warmup,
+through a small convolutional net. Training uses :func:`gapscope.helpers.training.train` (AdamW, warmup,
 early stopping on the validation loss, seeded) with the loss above as its ``loss_fn``.
 
 Anything that has ``encode(X)`` and ``decode(z, condition=None)`` can stand in for these
-models in :mod:`helpers.synthesis` (the :class:`Generator` protocol), e.g. a user's diffusion
+models in :mod:`gapscope.helpers.synthesis` (the :class:`Generator` protocol), e.g. a user's diffusion
 model wrapped in two methods.
 
 Examples
@@ -49,7 +49,7 @@ __all__ = ["Generator", "VAE", "ConditionalVAE", "generator_name"]
 
 @runtime_checkable
 class Generator(Protocol):
-    """What :mod:`helpers.synthesis` needs from a generative model.
+    """What :mod:`gapscope.helpers.synthesis` needs from a generative model.
 
     Any object with these two methods qualifies (structural typing; no base class needed):
 
@@ -213,7 +213,7 @@ class VAE:
         Number of classes of the head; default ``max(y) + 1``. Give it when some classes
         have no labeled row yet (early rounds of a loop).
     epochs, lr, weight_decay, batch_size, warmup_frac, patience :
-        Passed to :func:`helpers.models.train` (AdamW, linear warmup then cosine decay,
+        Passed to :func:`gapscope.helpers.training.train` (AdamW, linear warmup then cosine decay,
         early stopping on the validation loss when ``X_val`` is given).
     device : {"auto", "cpu", "cuda", "cuda:N"}, default "auto"
         Where to train when ``X`` is a numpy array; torch input trains on its own device.
@@ -231,7 +231,7 @@ class VAE:
     n_classes_ : int
         Number of classes of the head (0 when fitted without labels).
     history_ : dict
-        What :func:`helpers.models.train` returned.
+        What :func:`gapscope.helpers.training.train` returned.
     device_ : torch.device
 
     Notes

@@ -1,50 +1,72 @@
-"""The curation loop: one round at a time, saved after every step, resumable.
+"""The curation loop: one round at a time over the user's data, model and strategy; resumable.
+
+The loop orchestrates and persists; the components come through the seam
+(:mod:`gapscope.helpers.components`): ``data`` (a Pool or Dataset), ``model`` (``fit`` /
+``predict_proba``), ``strategy`` (``strategy(budget, ctx)``), each an object or a JSON spec.
 
 A round of :class:`CurationLoop` runs these explicit steps, in order (``STEPS``)::
 
-    train -> evaluate -> embed -> density -> score -> allocate -> select
-          -> synthesize -> label -> integrate
+    train -> evaluate -> embed -> allocate -> select -> synthesize -> label -> integrate
 
-* ``train``      fit the ensemble on the current training set (real labels from the store's
-                 consensus plus accepted synthetic items; optionally cluster-balanced);
-* ``evaluate``   metrics of that model on the test and shifted splits, and diversity of the
-                 labeled set; this is the learning-curve point of round ``k`` (``k`` batches
-                 acquired so far);
-* ``embed``      one pass of the pool through the ensemble: probabilities (M, n, C) and the
-                 fused embedding e(x);
-* ``density``    KDE of the labeled set's embeddings evaluated on the pool (log p(z)) and
-                 k-means clusters of the pool embedding;
-* ``score``      uncertainty scores of the pool;
-* ``allocate``   for bandit strategies, the bandit's split of the budget over clusters;
-* ``select``     the batch (a strategy from :mod:`helpers.selection`);
-* ``synthesize`` optional synthetic items (:mod:`helpers.synthesis`), entered in the store as
-                 ``source="synthetic"``;
-* ``label``      a simulated labeler (the :class:`~helpers.data.Oracle`, optionally noisy and
-                 several annotators) writes events to the store; with ``labeler="human"`` the
-                 loop waits for the widgets to have written labels for the batch;
+* ``train``      fit a fresh copy of the model on the training set (labeled real items plus
+                 accepted synthetic ones; optionally class-balanced weights);
+* ``evaluate``   metrics of that model (:func:`gapscope.helpers.metrics.round_metrics`): on
+                 the data's test split when it has one, else cross-validated on the labeled
+                 set; shifted split, membership inference and diversity where the data allow;
+                 this is the learning-curve point of round ``k`` (``k`` batches acquired);
+* ``embed``      one pass of the pool through the model: probabilities (M, n, C) and its
+                 embedding (n, k) (the flattened input for a model without ``embed``);
+* ``allocate``   the strategy's ``allocate(ctx)`` hook, if it has one (a bandit records its
+                 arms before this round's split);
+* ``select``     ``strategy(budget, ctx)``: the batch, checked (unique, unlabeled, in range);
+                 scores, density and clusters are computed only when the strategy asks;
+* ``synthesize`` optional synthetic items (:mod:`gapscope.helpers.synthesis`), entered in the
+                 store as ``source="synthetic"``;
+* ``label``      simulated annotators (the data's :class:`~gapscope.helpers.data.Oracle`)
+                 write events to the store; with ``labeler="human"`` the loop waits until the
+                 widgets have resolved every batch item (a label, a reject, a skip or out of
+                 scope all count);
 * ``integrate``  labels and accepted synthetic items (q(x) > q_min) join the training set;
-                 bandit rewards are booked.
+                 the strategy's ``feedback(ctx, batch)`` hook books rewards.
 
-Before round 0 a bootstrap batch of ``n_initial`` pool items, drawn at random, is labeled the
-same way. The loop stops after round ``rounds`` (the budget is spent) or when a stopping
-criterion fires.
+Items already labeled (in the pool or in the store) are the training set from round 0. With
+none, a bootstrap batch of ``n_initial`` pool items, drawn at random, is labeled first.
 
 Every step writes its arrays to ``run_dir/round_XXX/`` and then the small JSON state
-``run_dir/state.json`` (atomically). A new :class:`CurationLoop` on the same ``run_dir``
-resumes at the first step not yet done. Each step's randomness is derived from
-``(seed, round, step)``, so a resumed run gives exactly the results of an uninterrupted one.
+``run_dir/state.json`` (atomically). A new :class:`CurationLoop` on the same ``run_dir`` resumes
+at the first step not yet done. Each step's randomness is derived from ``(seed, round, step)``,
+so a resumed run gives exactly the results of an uninterrupted one. Components given as specs
+are rebuilt from the saved config; components given as objects must be given again.
+
+Every label a model uses is counted in ``labels``: the default ensemble draws its
+early-stopping fold from the labeled set (``validation_fraction``), and the data's ``val``
+split is never used for training.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
+import pickle
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
+
+from ._io import atomic_savez, atomic_write, atomic_write_json
+from .components import (
+    StrategyContext,
+    call_with_accepted,
+    check_batch,
+    check_spec,
+    component_name,
+    describe_object,
+    is_int,
+    resolve,
+)
 
 __all__ = [
     "STEPS",
@@ -55,60 +77,78 @@ __all__ = [
     "SYNTHETIC_ID_BASE",
 ]
 
-STEPS = (
-    "train",
-    "evaluate",
-    "embed",
-    "density",
-    "score",
-    "allocate",
-    "select",
-    "synthesize",
-    "label",
-    "integrate",
-)
+from .components import STRATEGY_PRESETS  # noqa: E402  (re-exported: names for ``strategy``)
+
+STEPS = ("train", "evaluate", "embed", "allocate", "select", "synthesize", "label", "integrate")
 BOOTSTRAP_STEPS = ("select", "label", "integrate")
 
 #: Synthetic items get ids from here upwards, so they never clash with pool ids.
 SYNTHETIC_ID_BASE = 1 << 40
 
-#: Names an experiment may use for ``strategy``: (selection strategy, its options, synthesis mode).
-STRATEGY_PRESETS: dict[str, tuple[str, dict, str | None]] = {
-    "random": ("random", {}, None),
-    "entropy": ("uncertainty", {"score": "predictive_entropy"}, None),
-    "bald": ("uncertainty", {"score": "mutual_information"}, None),
-    "umc_uncertainty": ("uncertainty", {"score": "ensemble_uncertainty"}, None),
-    "margin": ("margin", {}, None),
-    "kcenter": ("kcenter", {}, None),
-    "uncertainty_diversity": ("uncertainty_diversity", {"score": "ensemble_uncertainty"}, None),
-    "cluster_bandit": ("cluster_bandit", {"score": "ensemble_uncertainty", "bandit": "ucb1"}, None),
-    "cluster_thompson": (
-        "cluster_bandit",
-        {"score": "ensemble_uncertainty", "bandit": "thompson"},
-        None,
-    ),
-    "density_weighted": ("density_weighted", {"score": "predictive_entropy"}, None),
-    "low_density": ("low_density", {}, None),
-    "typiclust": ("typiclust", {}, None),
-    "badge": ("badge", {}, None),
-    # synthesis baselines: real selection by entropy plus synthetic items of a kind
-    "random_synthesis": ("uncertainty", {"score": "predictive_entropy"}, "random"),
-    "low_density_synthesis": ("uncertainty", {"score": "predictive_entropy"}, "low_density"),
-    "active_synthesis": ("uncertainty", {"score": "predictive_entropy"}, "active"),
-    "shaped_synthesis": ("uncertainty", {"score": "predictive_entropy"}, "shaped"),
-}
+#: Annotator name of labels the data came with.
+GIVEN_ANNOTATOR = "given"
+
+#: Store event kinds that resolve a batch item without a label (it leaves the batch).
+_DROP_KINDS = ("reject", "flag_out_of_scope")
 
 
 class WaitingForLabels(RuntimeError):
-    """Raised by the ``label`` step when a human labeler has not labeled the whole batch yet.
+    """Raised by the ``label`` step when a human labeler has not resolved the whole batch yet.
 
     ``pending`` holds the item ids still waiting. Nothing is changed: call
-    :meth:`CurationLoop.step` (or ``run``) again once the widgets have written labels.
+    :meth:`CurationLoop.step` (or ``run``) again once the widgets have written to the store.
     """
 
     def __init__(self, pending: list):
         self.pending = pending
         super().__init__(f"{len(pending)} item(s) of the batch still wait for a label")
+
+
+# (field, expected, check) for LoopConfig.validate: one table, one message format
+def _opt(check):
+    return lambda v: v is None or check(v)
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _spec_ok(v: Any) -> bool:
+    return isinstance(v, str) or isinstance(v, dict)
+
+
+_FIELD_CHECKS: dict[str, tuple[str, Any]] = {
+    "data": ("a registered dataset name, 'module:factory' or a spec dict", _spec_ok),
+    "data_options": ("a dict", lambda v: isinstance(v, dict)),
+    "model": ("a registered model name, 'module:factory' or a spec dict", _spec_ok),
+    "model_options": ("a dict", lambda v: isinstance(v, dict)),
+    "strategy": ("a registered strategy name, 'module:factory' or a spec dict", _spec_ok),
+    "strategy_options": ("a dict", lambda v: isinstance(v, dict)),
+    "budget": ("an int >= 1", lambda v: is_int(v) and v >= 1),
+    "rounds": ("an int >= 0", lambda v: is_int(v) and v >= 0),
+    "n_initial": ("None or an int >= 0", _opt(lambda v: is_int(v) and v >= 0)),
+    "n_members": ("an int >= 1", lambda v: is_int(v) and v >= 1),
+    "labeler": ("'oracle' or 'human'", lambda v: v in ("oracle", "human")),
+    "noise_rate": ("a number in [0, 1)", lambda v: _num(v) and 0 <= v < 1),
+    "annotator_reliabilities": (
+        "None or a non-empty list of numbers in [0, 1]",
+        _opt(lambda v: isinstance(v, list) and v and all(_num(r) and 0 <= r <= 1 for r in v)),
+    ),
+    "q_min": ("a number in [0, 1]", lambda v: _num(v) and 0 <= v <= 1),
+    "balance": ("a bool", lambda v: isinstance(v, bool)),
+    "n_clusters": ("an int >= 1", lambda v: is_int(v) and v >= 1),
+    "density_dims": ("an int >= 1", lambda v: is_int(v) and v >= 1),
+    "synthesis": (
+        "None, 'random', 'low_density', 'active' or 'shaped'",
+        lambda v: v in (None, "random", "low_density", "active", "shaped"),
+    ),
+    "synthesis_options": ("a dict", lambda v: isinstance(v, dict)),
+    "stop_diversity_delta": ("None or a number >= 0", _opt(lambda v: _num(v) and v >= 0)),
+    "stop_gain_delta": ("None or a number", _opt(_num)),
+    "stop_patience": ("an int >= 1", lambda v: is_int(v) and v >= 1),
+    "cv_folds": ("an int >= 2", lambda v: is_int(v) and v >= 2),
+    "seed": ("an int >= 0", lambda v: is_int(v) and v >= 0),
+}
 
 
 @dataclasses.dataclass
@@ -117,120 +157,118 @@ class LoopConfig:
 
     Parameters
     ----------
-    dataset : str
-        A built-in dataset name (see :data:`helpers.data.DATASETS`).
-    strategy : str
-        A preset name from :data:`STRATEGY_PRESETS` or a strategy of
-        :data:`helpers.selection.STRATEGIES`.
+    data : str or dict
+        A spec of the data source (:mod:`gapscope.helpers.components`): a built-in dataset
+        name (``"digits"``, ``"digits-lt"``, ``"mnist1d"``, ``"mixture"``), a loader
+        (``"csv"``, ``"parquet"``, ``"arrow"``, ``"image_folder"``, ``"texts"``), a registered
+        name or ``"package.module:factory"``. Ignored when ``CurationLoop(data=...)`` gets an
+        object.
+    data_options : dict
+        Keyword options for the data factory (merged over the spec's own options).
+    model : str or dict
+        A model spec: ``"ensemble"`` (gapscope's torch :class:`~gapscope.helpers.models.Ensemble`,
+        early-stopping on 20% of the labeled set), ``"sklearn"`` (option ``estimator``: a spec
+        such as ``"sklearn.linear_model:LogisticRegression"``), ``"torch"`` (option
+        ``module_factory``), ``"frozen_encoder"`` (option ``encoder``), or a registered name.
+    model_options : dict
+        Keyword options for the model factory.
+    strategy : str or dict
+        A strategy spec: a preset of :data:`STRATEGY_PRESETS`, a strategy of
+        :data:`gapscope.helpers.selection.STRATEGIES`, a registered name or
+        ``"package.module:function"`` (a ``strategy(budget, ctx)`` function or a factory).
+    strategy_options : dict
+        Keyword options for the strategy factory (e.g. ``score``, ``lam``, ``bandit``).
     budget : int
         Items acquired per round.
     rounds : int
         Acquisition rounds after the bootstrap batch; the run evaluates ``rounds + 1`` models.
-    n_initial : int
-        Size of the random bootstrap batch.
+    n_initial : int or None
+        Size of the random bootstrap batch. None: 20 when nothing is labeled yet, else 0 (the
+        labels the data came with are the start).
+    n_members : int
+        Ensemble size M, given to model factories that take ``n_members``.
     labeler : {"oracle", "human"}
-        ``"oracle"`` simulates annotators; ``"human"`` waits for labels in the store.
+        ``"oracle"`` simulates annotators (needs an oracle); ``"human"`` waits for the store.
+    noise_rate : float
+        Error rate of the single simulated annotator.
     annotator_reliabilities : list of float or None
-        Simulated annotators (probability of a correct label each); None means one
-        annotator with error rate ``noise_rate``.
+        Several simulated annotators (probability of a correct label each).
     q_min : float
         Synthetic items join the training set when their quality q(x) > q_min (store view).
     balance : bool
-        Cluster-balanced training: each item's loss is weighted by the design's
-        w_c = (1/|c|) / sum_c' (1/|c'|) (:func:`helpers.selection.cluster_inverse_weights`),
+        Class-balanced training: each item's loss is weighted by the design's
+        w_c = (1/|c|) / sum_c' (1/|c'|) (:func:`gapscope.helpers.selection.cluster_inverse_weights`),
         with the classes of the training set as the clusters (synthetic items have no place
-        in the pool's cluster map, their class they do have). Equal expected total weight per
-        class, like ``helpers.selection.balance`` resampling, without duplicating items.
+        in the pool's cluster map, their class they do have). Needs a model whose ``fit``
+        takes ``sample_weight``.
+    n_clusters : int
+        Clusters of ``ctx.clusters()`` and of the reference space for diversity metrics.
+    density_dims : int
+        Principal components of the embedding that ``ctx.log_density()`` uses.
     synthesis : {None, "random", "low_density", "active", "shaped"}
         Synthetic items per round (``synthesis_options["n"]``, default ``budget``); overrides
         the preset's synthesis mode when given.
     stop_diversity_delta, stop_gain_delta : float or None
         Stop when |change of D_score| (resp. accuracy gain) stays below delta for
         ``stop_patience`` consecutive rounds.
+    cv_folds : int
+        Folds of the cross-validated evaluation used when the data have no test split.
+    seed : int
     """
 
-    dataset: str = "digits-lt"
-    dataset_options: dict = dataclasses.field(default_factory=dict)
-    strategy: str = "entropy"
+    data: str | dict = "digits-lt"
+    data_options: dict = dataclasses.field(default_factory=dict)
+    model: str | dict = "ensemble"
+    model_options: dict = dataclasses.field(default_factory=dict)
+    strategy: str | dict = "entropy"
     strategy_options: dict = dataclasses.field(default_factory=dict)
     budget: int = 20
     rounds: int = 5
-    n_initial: int = 20
+    n_initial: int | None = None
     n_members: int = 3
-    ensemble_options: dict = dataclasses.field(default_factory=dict)
     labeler: str = "oracle"
     noise_rate: float = 0.0
     annotator_reliabilities: list | None = None
     q_min: float = 0.5
     balance: bool = False
     n_clusters: int = 10
+    density_dims: int = 8
     synthesis: str | None = None
     synthesis_options: dict = dataclasses.field(default_factory=dict)
     stop_diversity_delta: float | None = None
     stop_gain_delta: float | None = None
     stop_patience: int = 2
+    cv_folds: int = 5
     seed: int = 0
 
-    def validate(self) -> LoopConfig:
-        from .data import DATASETS
+    @classmethod
+    def from_dict(cls, d: dict) -> LoopConfig:
+        """A config from a dict; unknown keys are an error that lists the fields."""
+        if not isinstance(d, dict):
+            raise TypeError(f"config: expected a dict or LoopConfig, got {type(d).__name__}")
+        fields = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(d) - set(fields))
+        if unknown:
+            raise ValueError(f"config: unknown field(s) {unknown}; expected fields of {fields}")
+        return cls(**d)
 
-        if self.dataset not in DATASETS:
-            raise ValueError(f"dataset: expected one of {sorted(DATASETS)}, got {self.dataset!r}")
-        for name in ("budget", "rounds", "n_initial", "n_members", "n_clusters", "stop_patience"):
+    def validate(self) -> LoopConfig:
+        """Check every field's type and range; returns self. Raises ValueError naming the field."""
+        for name, (expected, ok) in _FIELD_CHECKS.items():
             v = getattr(self, name)
-            low = 0 if name == "rounds" else 1
-            if isinstance(v, bool) or not isinstance(v, int) or v < low:
-                raise ValueError(f"{name}: expected an int >= {low}, got {v!r}")
-        if self.labeler not in ("oracle", "human"):
-            raise ValueError(f"labeler: expected 'oracle' or 'human', got {self.labeler!r}")
-        if not 0.0 <= float(self.noise_rate) < 1.0:
-            raise ValueError(f"noise_rate: expected a number in [0, 1), got {self.noise_rate!r}")
-        if self.synthesis not in (None, "random", "low_density", "active", "shaped"):
-            raise ValueError(
-                "synthesis: expected None, 'random', 'low_density', 'active' or 'shaped', "
-                f"got {self.synthesis!r}"
-            )
-        self.resolved_strategy()  # raises for an unknown name
+            if not ok(v):
+                raise ValueError(f"{name}: expected {expected}, got {v!r}")
+        for name in ("data", "model", "strategy"):
+            check_spec(getattr(self, name), name=name)
+        try:
+            json.dumps(dataclasses.asdict(self))
+        except TypeError as exc:
+            raise ValueError(f"config: every field must be JSON-serialisable ({exc})") from None
         return self
 
-    def resolved_strategy(self) -> tuple[str, dict, str | None]:
-        """(selection strategy, options, synthesis mode) after applying the preset."""
-        from .selection import STRATEGIES
 
-        if self.strategy in STRATEGY_PRESETS:
-            name, opts, synth = STRATEGY_PRESETS[self.strategy]
-        elif self.strategy in STRATEGIES:
-            name, opts, synth = self.strategy, {}, None
-        else:
-            valid = sorted(set(STRATEGY_PRESETS) | set(STRATEGIES))
-            raise ValueError(f"strategy: expected one of {valid}, got {self.strategy!r}")
-        opts = {**opts, **self.strategy_options}
-        return name, opts, self.synthesis if self.synthesis is not None else synth
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
-
-
-def _atomic_write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as fh:
-        json.dump(obj, fh, default=_json_default)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def _atomic_savez(path: Path, **arrays: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+def _component_record(obj: Any) -> Any:
+    return describe_object(obj)
 
 
 class CurationLoop:
@@ -244,76 +282,221 @@ class CurationLoop:
         equal to the saved one).
     config : LoopConfig or dict, optional
         Required for a new run.
-    store : helpers.store.LabelStore, optional
+    data : Pool, Dataset or spec, optional
+        The data source; default: ``config.data``. A :class:`~gapscope.helpers.data.Pool`
+        keeps the labels it has (-1 = unlabeled).
+    model : model object or spec, optional
+        Default: ``config.model``. It is never fitted itself: each round fits a copy.
+    strategy : callable or spec, optional
+        ``strategy(budget, ctx) -> pool positions``; default: ``config.strategy``.
+    oracle : Oracle or array of shape (n_pool,), optional
+        True labels for simulated annotation (``labeler="oracle"``), when the data have none.
+    store : gapscope.helpers.store.LabelStore, optional
         Where labels live; default: a SQLite store in ``run_dir``. For ``labeler="human"``
         pass the store the widgets write to.
 
     Examples
     --------
-    >>> loop = CurationLoop("runs/demo", LoopConfig(dataset="mixture", rounds=2))  # doctest: +SKIP
-    >>> loop.run()  # doctest: +SKIP
-    >>> loop.results()  # doctest: +SKIP
+    >>> loop = CurationLoop("runs/demo", LoopConfig(data="mixture", rounds=2))  # doctest: +SKIP
+    >>> loop.run().results()  # doctest: +SKIP
     """
-
-    annotator_prefix = "sim"
 
     def __init__(
         self,
         run_dir: str | os.PathLike,
         config: LoopConfig | dict | None = None,
         *,
+        data: Any = None,
+        model: Any = None,
+        strategy: Any = None,
+        oracle: Any = None,
         store: Any = None,
     ):
-        from .data import load_dataset
         from .store import LabelStore
 
         self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         state_path = self.run_dir / "state.json"
         if isinstance(config, dict):
-            config = LoopConfig(**config)
+            config = LoopConfig.from_dict(config)
+        if config is not None and not isinstance(config, LoopConfig):
+            raise TypeError(f"config: expected a LoopConfig or dict, got {type(config).__name__}")
+        saved = None
         if state_path.exists():
-            saved = json.loads(state_path.read_text())
-            saved_cfg = LoopConfig(**saved["config"])
+            try:
+                saved = json.loads(state_path.read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                raise ValueError(f"run_dir: cannot read the saved state {str(state_path)!r}: {exc}") from None
+            saved_cfg = LoopConfig.from_dict(saved["config"])
             if config is not None and dataclasses.asdict(config) != dataclasses.asdict(saved_cfg):
                 raise ValueError(
                     f"config: run_dir {str(self.run_dir)!r} holds a run with a different config; "
                     "pass config=None to resume it or use another run_dir"
                 )
-            self.config = saved_cfg.validate()
-            self.state = saved
-        else:
-            if config is None:
-                raise ValueError(
-                    f"config: expected a LoopConfig for a new run in {str(self.run_dir)!r}, got None"
-                )
-            self.config = config.validate()
-            self.state = {
-                "config": dataclasses.asdict(self.config),
-                "round": -1,
-                "step": 0,
-                "done": False,
-                "stop_reason": None,
-                "labeled_ids": [],
-                "labeled_y": [],
-                "synthetic_ids": [],
-                "synthetic_y": [],
-                "batch": [],
-                "batch_info": {},
-                "bandit": None,
-                "metrics": [],
-                "step_log": [],
-            }
+            config = saved_cfg
+        elif config is None:
+            raise ValueError(
+                f"config: expected a LoopConfig for a new run in {str(self.run_dir)!r}, got None"
+            )
+        # a component given as a spec (a name or a dict) is part of the config
+        given: dict[str, Any] = {"data": data, "model": model, "strategy": strategy}
+        for field, v in given.items():
+            if isinstance(v, (str, dict)):
+                if saved is not None and getattr(config, field) != v:
+                    raise ValueError(
+                        f"{field}: run_dir {str(self.run_dir)!r} holds a run with {field}="
+                        f"{getattr(config, field)!r}, got {v!r}"
+                    )
+                config = dataclasses.replace(config, **{field: v})  # type: ignore[arg-type]
+                given[field] = None
+        data, model, strategy = given["data"], given["model"], given["strategy"]
+        self.config = config.validate()
         cfg = self.config
-        self.dataset = load_dataset(cfg.dataset, random_state=cfg.seed, **cfg.dataset_options)
+        components = (saved or {}).get("components", {})
+        # -- build (or take) the three components, before anything is written
+        self.dataset = self._resolve_data(data, oracle, components.get("data"))
+        self._model_template = self._resolve_model(model, components.get("model"))
+        self._strategy = self._resolve_strategy(strategy, components.get("strategy"))
+        ds = self.dataset
+        if cfg.labeler == "oracle" and ds.oracle is None:
+            raise ValueError(
+                "oracle: labeler='oracle' simulates annotators and needs true labels; pass "
+                "oracle=<labels of the pool rows> or use labeler='human'"
+            )
+        if saved is None:
+            labeled = set(ds.pool.ids[ds.pool.labeled_mask()].tolist())
+            if store is not None and len(cons := store.consensus()):
+                labeled |= set(cons["item_id"].astype(np.int64).tolist()) & set(ds.pool.ids.tolist())
+            n_labeled = len(labeled)
+            n_unlabeled = len(ds.pool) - n_labeled
+            n_initial = cfg.n_initial if cfg.n_initial is not None else (0 if n_labeled else 20)
+            if n_initial > n_unlabeled:
+                raise ValueError(
+                    f"n_initial: expected at most the {n_unlabeled} unlabeled pool items, got {n_initial}"
+                )
+            if cfg.budget > n_unlabeled:
+                raise ValueError(
+                    f"budget: expected at most the {n_unlabeled} unlabeled pool items, got {cfg.budget}"
+                )
+            if n_initial == 0 and n_labeled == 0:
+                raise ValueError(
+                    "n_initial: expected >= 1 when the pool and the store hold no labels yet "
+                    "(the first model needs some), got 0"
+                )
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         self.store = store if store is not None else LabelStore(run_dir=self.run_dir)
         self._init_store()
-        self._ensemble: tuple[int, Any] | None = None
+        self._model_cache: tuple[int, Any] | None = None
+        self._arrays: dict[str, np.ndarray] = {}
         self._reference: dict[str, Any] | None = None
-        if not state_path.exists():
-            self._save_state()
+        if saved is not None:
+            self.state = saved
+            return
+        labeled_ids, labeled_y = self._known_labels()
+        self.state = {
+            "config": dataclasses.asdict(cfg),
+            "components": {
+                "data": None if data is None else _component_record(data),
+                "model": None if model is None else _component_record(model),
+                "strategy": None if strategy is None else _component_record(strategy),
+            },
+            "round": -1 if n_initial > 0 else 0,
+            "n_initial": n_initial,
+            "step": 0,
+            "done": False,
+            "stop_reason": None,
+            "labeled_ids": labeled_ids,
+            "labeled_y": labeled_y,
+            "given_labels": len(labeled_ids),
+            "excluded_ids": [],
+            "synthetic_ids": [],
+            "synthetic_y": [],
+            "synthetic_next": SYNTHETIC_ID_BASE,
+            "batch": [],
+            "batch_info": {},
+            "strategy_state": {},
+            "metrics": [],
+            "history": [],
+            "step_log": [],
+        }
+        self._save_state()
 
-    # ------------------------------------------------------------------ helpers
+    # ------------------------------------------------------------------ components
+    def _from_config(self, field: str, given: Any, record: Any, kind: str, **context: Any) -> Any:
+        """The component ``given`` as an object, or built from the config's spec for ``field``.
+
+        ``record`` is what the saved run noted of an object component: such a run cannot
+        rebuild it, so it must be given again.
+        """
+        if given is not None:
+            return given
+        if record is not None:
+            raise ValueError(
+                f"{field}: this run was made with a {field} object ({record['object']}); pass "
+                f"{field}=... again to resume it"
+            )
+        target, options = check_spec(getattr(self.config, field), name=field)
+        extra = getattr(self.config, f"{field}_options")
+        return resolve(kind, {"name": target, "options": {**options, **extra}}, name=field, **context)
+
+    def _resolve_data(self, data: Any, oracle: Any, record: Any):
+        from .data import Dataset, Pool
+
+        data = self._from_config("data", data, record, "dataset", random_state=self.config.seed)
+        if isinstance(data, Pool):
+            data = Dataset.from_pool(data, oracle=oracle)
+        elif isinstance(data, Dataset):
+            if oracle is not None:
+                data = dataclasses.replace(
+                    data, oracle=Dataset.from_pool(data.pool, oracle=oracle).oracle
+                )
+        else:
+            raise TypeError(
+                f"data: expected a Pool, a Dataset or a spec that builds one, got {type(data).__name__}"
+            )
+        if len(data.pool) == 0:
+            raise ValueError("data: expected a non-empty pool, got 0 items")
+        return data
+
+    def _resolve_model(self, model: Any, record: Any):
+        cfg = self.config
+        model = self._from_config(
+            "model", model, record, "model",
+            n_members=cfg.n_members, n_classes=self.dataset.n_classes, random_state=cfg.seed,
+        )
+        for method in ("fit", "predict_proba"):
+            if not callable(getattr(model, method, None)):
+                raise TypeError(
+                    f"model: expected an object with fit(X, y) and predict_proba(X) -> (M, n, C), "
+                    f"got {type(model).__name__} without {method}()"
+                )
+        return model
+
+    def _resolve_strategy(self, strategy: Any, record: Any):
+        strategy = self._from_config("strategy", strategy, record, "strategy")
+        if not callable(strategy):
+            raise TypeError(
+                f"strategy: expected a callable strategy(budget, ctx), got {type(strategy).__name__}"
+            )
+        return strategy
+
+    @property
+    def model_template(self) -> Any:
+        """The (unfitted) model each round fits a copy of."""
+        return self._model_template
+
+    @property
+    def strategy(self) -> Any:
+        """The strategy callable."""
+        return self._strategy
+
+    @property
+    def synthesis_mode(self) -> str | None:
+        """The synthesis mode: ``config.synthesis``, else the strategy's (a preset's)."""
+        if self.config.synthesis is not None:
+            return self.config.synthesis
+        return getattr(self._strategy, "synthesis", None)
+
+    # ------------------------------------------------------------------ public state
     @property
     def round(self) -> int:
         """Batches acquired so far (-1 while the bootstrap batch is pending)."""
@@ -324,11 +507,56 @@ class CurationLoop:
         return bool(self.state["done"])
 
     @property
+    def stop_reason(self) -> str | None:
+        return self.state["stop_reason"]
+
+    @property
     def next_step(self) -> str | None:
         if self.done:
             return None
         return self._steps()[self.state["step"]]
 
+    @property
+    def labeled_ids(self) -> list[int]:
+        """Ids of the labeled real items in the training set, in the order they joined."""
+        return list(self.state["labeled_ids"])
+
+    @property
+    def labeled_y(self) -> list[int]:
+        return list(self.state["labeled_y"])
+
+    @property
+    def synthetic_ids(self) -> list[int]:
+        """Ids of the accepted synthetic items in the training set."""
+        return list(self.state["synthetic_ids"])
+
+    @property
+    def batch(self) -> list[int]:
+        """Ids of the current batch (empty between rounds)."""
+        return list(self.state["batch"])
+
+    @property
+    def history(self) -> list[dict]:
+        """One record per integrated batch: round, item ids, labels, strategy info."""
+        return copy.deepcopy(self.state["history"])
+
+    @property
+    def bandit_history(self) -> list[dict]:
+        """Arm statistics per round of a bandit strategy (empty otherwise)."""
+        return copy.deepcopy(self.state["strategy_state"].get("history", []))
+
+    @property
+    def step_log(self) -> list[dict]:
+        """(round, step, seconds) of every step run."""
+        return copy.deepcopy(self.state["step_log"])
+
+    def results(self):
+        """Per-round metrics as a pandas DataFrame (one row per evaluated round)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.state["metrics"])
+
+    # ------------------------------------------------------------------ helpers
     def _steps(self) -> tuple[str, ...]:
         return BOOTSTRAP_STEPS if self.round < 0 else STEPS
 
@@ -345,32 +573,62 @@ class CurationLoop:
         return d
 
     def _save_state(self) -> None:
-        _atomic_write_json(self.run_dir / "state.json", self.state)
+        atomic_write_json(self.run_dir / "state.json", self.state)
 
-    def _annotators(self) -> list[tuple[str, float]]:
+    def _annotators(self):
+        """The simulated annotators (the oracle's), seeded by the run."""
         cfg = self.config
-        if cfg.annotator_reliabilities:
-            return [
-                (f"{self.annotator_prefix}{i}", float(r))
-                for i, r in enumerate(cfg.annotator_reliabilities)
-            ]
-        return [(f"{self.annotator_prefix}0", 1.0 - float(cfg.noise_rate))]
+        rel = cfg.annotator_reliabilities or [1.0 - float(cfg.noise_rate)]
+        assert self.dataset.oracle is not None
+        return self.dataset.oracle.annotators([float(r) for r in rel], random_state=cfg.seed)
 
     def _init_store(self) -> None:
         ds = self.dataset
         self.store.set_schema(list(range(ds.n_classes)), tags=("blurry", "ambiguous", "atypical"))
-        known = set(self.store.items()["item_id"].tolist()) if len(self.store.items()) else set()
+        items = self.store.items()
+        known = set(items["item_id"].astype(np.int64).tolist()) if len(items) else set()
         ids = [int(i) for i in ds.pool.ids if int(i) not in known]
         if ids:
             self.store.add_items(ids, dataset=ds.name, source="real", round=0)
         if self.config.labeler == "oracle":
-            for name, _rel in self._annotators():
-                self.store.add_annotator(name)
+            for a in self._annotators():
+                self.store.add_annotator(a.name)
+
+    def _known_labels(self) -> tuple[list[int], list[int]]:
+        """Labels the data came with (written to the store) plus the store's consensus."""
+        pool = self.dataset.pool
+        given = np.flatnonzero(pool.labeled_mask())
+        if given.size:
+            self.store.add_annotator(GIVEN_ANNOTATOR)
+            self.store.record_many(
+                [
+                    {
+                        "item_id": int(pool.ids[i]),
+                        "kind": "label",
+                        "annotator": GIVEN_ANNOTATOR,
+                        "label": int(pool.labels[i]),
+                        "round": 0,
+                        "cues": {"given": True},
+                        "key": f"given-{int(pool.ids[i])}",
+                    }
+                    for i in given
+                ]
+            )
+        lab = self._consensus()
+        ids = [int(i) for i in pool.ids if int(i) in lab]
+        return ids, [int(lab[i]) for i in ids]
+
+    def _consensus(self) -> dict[int, int]:
+        cons = self.store.consensus()
+        if not len(cons):
+            return {}
+        return dict(
+            zip(cons["item_id"].astype(np.int64).tolist(), cons["label"].astype(int).tolist(), strict=True)
+        )
 
     # --------------------------------------------------------------- arrays
     def _pool_index(self, ids: Any) -> np.ndarray:
-        pos = {int(i): k for k, i in enumerate(self.dataset.pool.ids)}
-        return np.asarray([pos[int(i)] for i in ids], dtype=np.int64)
+        return self.dataset.pool.index_of(np.asarray(ids, dtype=np.int64)) if len(ids) else np.zeros(0, np.int64)
 
     def _synthetic_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         p = self.run_dir / "synthetic.npz"
@@ -384,11 +642,7 @@ class CurationLoop:
         """(X, y, ids) of the current training set: labeled real items plus accepted synthetic ones."""
         pool = self.dataset.pool
         ids = np.asarray(self.state["labeled_ids"], dtype=np.int64)
-        X = (
-            pool.X[self._pool_index(ids)]
-            if len(ids)
-            else np.zeros((0, *pool.X.shape[1:]), np.float32)
-        )
+        X = pool.X[self._pool_index(ids)]
         y = np.asarray(self.state["labeled_y"], dtype=np.int64)
         if self.state["synthetic_ids"]:
             sids, sX, _sy = self._synthetic_arrays()
@@ -399,21 +653,138 @@ class CurationLoop:
             ids = np.concatenate([ids, np.asarray(self.state["synthetic_ids"], dtype=np.int64)])
         return X, y, ids
 
-    def _load(self, name: str) -> dict:
-        return dict(np.load(self._round_dir() / f"{name}.npz", allow_pickle=False))
+    def _unlabeled_mask(self) -> np.ndarray:
+        """Pool items a strategy may pick: not labeled, not rejected or out of scope."""
+        mask = np.ones(len(self.dataset.pool), dtype=bool)
+        taken = self.state["labeled_ids"] + self.state["excluded_ids"]
+        if taken:
+            mask[self._pool_index(taken)] = False
+        return mask
 
-    def ensemble(self):
-        """The ensemble trained in the current round (loaded from its checkpoint)."""
-        from .models import Ensemble
+    # --------------------------------------------------------------- the model
+    def fit_model(self, X: np.ndarray, y: np.ndarray, *, sample_weight: Any = None, seed: int):
+        """A fresh copy of the model template fitted on (X, y) (the template stays unfitted).
 
-        if self._ensemble is None or self._ensemble[0] != self.round:
-            path = self._round_dir() / "ensemble.pt"
+        ``fit`` gets ``sample_weight``, ``n_classes`` and ``random_state`` when its signature
+        takes them.
+        """
+        m = copy.deepcopy(self._model_template)
+        out = call_with_accepted(
+            m.fit, X, y, sample_weight=sample_weight, n_classes=self.dataset.n_classes, random_state=seed
+        )
+        return m if out is None else out
+
+    def predict_proba(self, model: Any, X: np.ndarray) -> np.ndarray:
+        """``model.predict_proba(X)`` checked to shape (M, n, C) (a 2-D answer gets M = 1)."""
+        P = np.asarray(model.predict_proba(X), dtype=np.float32)
+        if P.ndim == 2:
+            P = P[None]
+        C = self.dataset.n_classes
+        if P.ndim != 3 or P.shape[1:] != (len(X), C):
+            raise ValueError(
+                f"model: predict_proba must return shape (M, {len(X)}, {C}) (or ({len(X)}, {C})), "
+                f"got {P.shape} from {type(model).__name__}"
+            )
+        return P
+
+    def _model_path(self) -> Path:
+        has_save = callable(getattr(self._model_template, "save", None))
+        return self._round_dir() / ("model.pt" if has_save else "model.pkl")
+
+    def _save_model(self, model: Any) -> None:
+        path = self._model_path()
+        if path.suffix == ".pt":
+            atomic_write(path, lambda p: model.save(p))
+        else:
+            atomic_write(path, lambda p: p.write_bytes(pickle.dumps(model)))
+
+    def model(self) -> Any:
+        """The model trained in the current round (loaded from its checkpoint once)."""
+        if self._model_cache is None or self._model_cache[0] != self.round:
+            path = self._model_path()
             if not path.exists():
-                raise RuntimeError(
-                    f"no ensemble checkpoint for round {self.round} yet (run the train step)"
-                )
-            self._ensemble = (self.round, Ensemble.load(path))
-        return self._ensemble[1]
+                raise RuntimeError(f"no model checkpoint for round {self.round} yet (run the train step)")
+            if path.suffix == ".pt":
+                loaded = self._model_template.load(path)
+            else:
+                loaded = pickle.loads(path.read_bytes())  # our own file, written by _save_model
+            self._model_cache = (self.round, loaded)
+        return self._model_cache[1]
+
+    # --------------------------------------------------------------- lazy round arrays
+    def _round_file(self, name: str) -> Path:
+        return self._round_dir() / f"{name}.npz"
+
+    def _cached(self, name: str, compute) -> dict[str, np.ndarray]:
+        """Arrays of ``name`` for this round: from disk, or computed and saved atomically."""
+        key = f"{self.round}:{name}"
+        if key not in self._arrays:
+            path = self._round_file(name)
+            if not path.exists():
+                atomic_savez(path, **compute())
+            with np.load(path, allow_pickle=False) as z:
+                self._arrays[key] = {k: z[k] for k in z.files}  # type: ignore[assignment]
+        return self._arrays[key]  # type: ignore[return-value]
+
+    def _round_array(self, what: str) -> np.ndarray:
+        if what in ("probs", "embedding"):
+            return self._cached("embed", self._compute_embed)[what]
+        if what == "log_density":
+            return self._cached("density", self._compute_density)["log_density"]
+        if what == "clusters":
+            return self._cached("clusters", self._compute_clusters)["clusters"]
+        raise KeyError(what)
+
+    def _score(self, name: str) -> np.ndarray:
+        from . import scoring
+
+        if name not in scoring.SCORES:
+            raise ValueError(f"score: expected one of {sorted(scoring.SCORES)}, got {name!r}")
+        probs = self._round_array("probs")
+        need = scoring._IMPL[name][1]
+        if probs.shape[0] < need:
+            raise ValueError(
+                f"score: {name!r} needs a model of >= {need} members (M); the model "
+                f"{type(self._model_template).__name__} gives M = {probs.shape[0]}"
+            )
+        return self._cached(f"score_{name}", lambda: {"s": np.asarray(scoring.SCORES[name](probs))})["s"]
+
+    def _compute_embed(self) -> dict[str, np.ndarray]:
+        model = self.model()
+        pool = self.dataset.pool
+        if hasattr(model, "predict_proba_and_embed") or callable(getattr(model, "embed", None)):
+            from .scoring import score_pool
+
+            out = score_pool(model, pool.X, scores=(), return_probs=True, return_embedding=True)
+            probs, emb = out["probs"], out["embedding"]
+        else:
+            probs, emb = self.predict_proba(model, pool.X), pool.flat_X()
+        probs = np.asarray(probs, np.float32)
+        if probs.ndim == 2:
+            probs = probs[None]
+        return {"probs": probs, "embedding": np.asarray(emb, np.float32).reshape(len(pool), -1)}
+
+    def _compute_density(self) -> dict[str, np.ndarray]:
+        from sklearn.decomposition import PCA
+
+        from .density import GaussianKDE
+
+        emb = self._round_array("embedding")
+        labeled = np.zeros(len(emb), dtype=bool)
+        labeled[self._pool_index(self.state["labeled_ids"])] = True
+        # KDE in a few dimensions: a 256-d kernel density is all noise, so p(z) is estimated on
+        # the leading principal components of the pool's embedding (fitted on the whole pool).
+        k = max(1, min(self.config.density_dims, emb.shape[1], int(labeled.sum()) - 1))
+        Zr = PCA(n_components=k, random_state=self.config.seed).fit_transform(emb).astype(np.float32)
+        kde = GaussianKDE(bandwidth="scott").fit(Zr[labeled])
+        return {"log_density": np.asarray(kde.score_samples(Zr), np.float64)}
+
+    def _compute_clusters(self) -> dict[str, np.ndarray]:
+        from .clustering import kmeans
+
+        emb = self._round_array("embedding")
+        clusters, _ = kmeans(emb, min(self.config.n_clusters, len(emb)), random_state=self._seed_for("select"))
+        return {"clusters": np.asarray(clusters, np.int64)}
 
     def reference_space(self) -> dict:
         """A fixed space for diversity metrics: PCA of the pool inputs and its k-means clusters.
@@ -429,19 +800,20 @@ class CurationLoop:
                 from .clustering import kmeans
 
                 Xf = self.dataset.pool.flat_X()
-                k = min(16, Xf.shape[1])
-                Z = (
-                    PCA(n_components=k, random_state=self.config.seed)
-                    .fit_transform(Xf)
-                    .astype(np.float32)
-                )
+                k = min(16, Xf.shape[1], len(Xf))
+                Z = PCA(n_components=k, random_state=self.config.seed).fit_transform(Xf).astype(np.float32)
                 labels, _centers = kmeans(
-                    Z, self.config.n_clusters, n_init=3, random_state=self.config.seed
+                    Z, min(self.config.n_clusters, len(Z)), n_init=3, random_state=self.config.seed
                 )
-                _atomic_savez(path, Z=Z, clusters=np.asarray(labels, dtype=np.int64))
-            z = np.load(path)
-            self._reference = {"Z": z["Z"], "clusters": z["clusters"]}
+                atomic_savez(path, Z=Z, clusters=np.asarray(labels, dtype=np.int64))
+            with np.load(path) as z:
+                self._reference = {"Z": z["Z"], "clusters": z["clusters"]}
         return self._reference
+
+    def _context(self, step: str, budget: int) -> StrategyContext:
+        return StrategyContext(
+            self, budget=budget, rng=self._rng(step), state=copy.deepcopy(self.state["strategy_state"])
+        )
 
     # --------------------------------------------------------------- driving
     def step(self) -> str | None:
@@ -477,89 +849,116 @@ class CurationLoop:
             self.step()
         return self
 
-    def results(self):
-        """Per-round metrics as a pandas DataFrame (one row per evaluated round)."""
-        import pandas as pd
-
-        return pd.DataFrame(self.state["metrics"])
+    def _resolutions(self, real: list[int], synth: list[int]) -> tuple[dict, set, set]:
+        """(consensus labels, real items resolved without a label, validated synthetic items)."""
+        lab = self._consensus()
+        st = self.store.status(real + synth) if real or synth else None
+        if st is None or not len(st):
+            return lab, set(), set()
+        ids = st["item_id"].astype(np.int64)
+        unlabeled_done = st["last_kind"].isin(_DROP_KINDS + ("skip",)) | st["flag_out_of_scope"]
+        return lab, set(ids[unlabeled_done].tolist()) - set(lab), set(ids[st["accepted"].notna()].tolist())
 
     def pending(self) -> list:
-        """Ids of the current batch still waiting for a label (human labeler)."""
-        batch = self.state["batch"]
-        if not batch:
-            return []
-        cur = self.store.consensus()
-        done = set(cur["item_id"].astype(np.int64).tolist()) if len(cur) else set()
-        return [i for i in batch if int(i) not in done]
+        """Ids of the current batch (and synthetic batch) not yet resolved in the store.
+
+        A real item is resolved by a consensus label (label, correction or accept of the
+        model's label), a reject, a skip or an out-of-scope flag; a synthetic item by an
+        accept or a reject.
+        """
+        real = [int(i) for i in self.state["batch"]]
+        synth = [int(i) for i in self.state.get("synthetic_batch", [])]
+        lab, unlabeled_done, validated = self._resolutions(real, synth)
+        return [i for i in real if i not in lab and i not in unlabeled_done] + [
+            i for i in synth if i not in validated
+        ]
 
     # --------------------------------------------------------------- steps
     def _step_train(self) -> None:
-        from .models import Ensemble
-
         X, y, _ids = self.training_set()
         sample_weight = None
         if self.config.balance and len(y):
             from .selection import cluster_inverse_weights
 
-            # cluster-balanced training: weight each item by its class-cluster's inverse size
+            # class-balanced training: weight each item by its class-cluster's inverse size
             sample_weight = cluster_inverse_weights(y) * len(y)
-        ds = self.dataset
-        # min_steps: a bootstrap set of 20 items is one optimizer step per epoch; without a
-        # floor the first rounds' models stay at chance level
-        opts = {"n_classes": ds.n_classes, "min_steps": 100, **self.config.ensemble_options}
-        ens = Ensemble(
-            n_members=self.config.n_members, random_state=self._seed_for("train"), **opts
+        model = self.fit_model(X, y, sample_weight=sample_weight, seed=self._seed_for("train"))
+        self._save_model(model)
+        self._model_cache = (self.round, model)
+
+    def _cross_validated_probs(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, int]:
+        """Out-of-fold mean probabilities on the labeled set (stratified folds)."""
+        from sklearn.model_selection import KFold, StratifiedKFold
+
+        counts = np.bincount(y, minlength=self.dataset.n_classes)
+        k = int(min(self.config.cv_folds, len(y)))
+        seed = self._seed_for("evaluate")
+        present = counts[counts > 0]
+        splitter: Any = (
+            StratifiedKFold(k, shuffle=True, random_state=seed)
+            if present.min() >= k
+            else KFold(k, shuffle=True, random_state=seed)
         )
-        ens.fit(X, y, X_val=ds.val.X, y_val=ds.val.labels, sample_weight=sample_weight)
-        ens.save(self._round_dir() / "ensemble.pt")
-        self._ensemble = (self.round, ens)
+        P = np.zeros((len(y), self.dataset.n_classes), np.float32)
+        for f, (tr, te) in enumerate(splitter.split(X, y)):
+            m = self.fit_model(X[tr], y[tr], seed=seed + f)
+            P[te] = self.predict_proba(m, X[te]).mean(axis=0)
+        return P, k
 
     def _step_evaluate(self) -> None:
         from . import metrics as M
 
         ds = self.dataset
-        ens = self.ensemble()
+        model = self.model()
         info = ds.info
-        groups = None
-        attr = info.get("sensitive_attribute")
-        if attr and attr in ds.test.meta.columns:
-            groups = ds.test.meta[attr].to_numpy()
-        probs = ens.predict_proba(ds.test.X).mean(axis=0)
         row: dict[str, Any] = {"round": self.round}
+        notes: list[str] = []
+
+        def groups_of(split):
+            attr = info.get("sensitive_attribute")
+            return split.meta[attr].to_numpy() if attr and attr in split.meta.columns else None
+
         minority = info.get("minority_classes")
-        row.update(self._flat_metrics(M.evaluate(probs, ds.test.labels, minority_classes=minority, groups=groups)))
-        # the same metrics on the shifted (corrupted / distribution-shifted) split, prefixed
-        sh_groups = None
-        if attr and attr in ds.shifted.meta.columns:
-            sh_groups = ds.shifted.meta[attr].to_numpy()
-        shifted = ens.predict_proba(ds.shifted.X).mean(axis=0)
-        sh = M.evaluate(shifted, ds.shifted.labels, minority_classes=minority, groups=sh_groups)
-        for k in ("accuracy", "macro_f1", "auroc", "ece", "minority_recall", "subgroup_gap"):
-            if k in sh:
-                row[f"shifted_{k}"] = sh[k]
+        if ds.test is not None:
+            probs = self.predict_proba(model, ds.test.X).mean(axis=0)
+            row.update(M.round_metrics(probs, ds.test.labels, minority_classes=minority, groups=groups_of(ds.test)))
+            row["evaluation"] = f"test split ({len(ds.test)} items)"
+        else:
+            X, y, _ = self.training_set()
+            n_real = len(self.state["labeled_ids"])
+            X, y = X[:n_real], y[:n_real]
+            if len(y) >= 2 and np.unique(y).size >= 2:
+                P, folds = self._cross_validated_probs(X, y)
+                row.update(M.round_metrics(P, y, minority_classes=minority))
+                row["evaluation"] = f"{folds}-fold cross-validation on the {len(y)} labeled items"
+            else:
+                notes.append("too few labels (or one class) to cross-validate: no accuracy yet")
+                row["evaluation"] = "none"
+        if ds.shifted is not None:
+            sh = self.predict_proba(model, ds.shifted.X).mean(axis=0)
+            res = M.round_metrics(sh, ds.shifted.labels, minority_classes=minority, groups=groups_of(ds.shifted))
+            for k in ("accuracy", "macro_f1", "auroc", "ece", "minority_recall", "subgroup_gap"):
+                if k in res:
+                    row[f"shifted_{k}"] = res[k]
+        else:
+            notes.append("no shifted split: robustness under shift not measured")
         # membership-inference risk: loss-threshold attack on training vs held-out real data
         X, y, _ = self.training_set()
-        if len(y):
-            p_tr = ens.predict_proba(X).mean(axis=0)
-            p_ho = ens.predict_proba(ds.val.X).mean(axis=0)
-            loss_tr = -np.log(np.clip(p_tr[np.arange(len(y)), y], 1e-12, None))
-            loss_ho = -np.log(
-                np.clip(p_ho[np.arange(len(ds.val.labels)), ds.val.labels], 1e-12, None)
+        held = ds.val if ds.val is not None else ds.test
+        if len(y) and held is not None:
+            row["mia_auc"] = M.membership_inference_auc(
+                M.per_item_loss(self.predict_proba(model, X).mean(axis=0), y),
+                M.per_item_loss(self.predict_proba(model, held.X).mean(axis=0), held.labels),
             )
-            row["mia_auc"] = M.membership_inference_auc(loss_tr, loss_ho)
-        # diversity of the labeled real set, in the fixed reference space
+        elif held is None:
+            notes.append("no held-out labeled split: membership-inference risk not measured")
         ref = self.reference_space()
-        idx = self._pool_index(self.state["labeled_ids"])
-        lab_clusters = ref["clusters"][idx]
-        row["d_score"] = M.cluster_entropy(lab_clusters)
-        row["evenness"] = M.evenness(lab_clusters)
-        row["coverage"] = M.coverage(ref["Z"][idx], ref["Z"])
-        pool_mix = np.bincount(ref["clusters"], minlength=self.config.n_clusters).astype(float)
-        lab_mix = np.bincount(lab_clusters, minlength=self.config.n_clusters).astype(float)
-        row["cluster_jsd"] = M.js_divergence(lab_mix / lab_mix.sum(), pool_mix / pool_mix.sum())
-        row["labels"] = len(self.state["labeled_ids"])
+        row.update(M.diversity_metrics(ref["Z"], ref["clusters"], self._pool_index(self.state["labeled_ids"])))
+        row["labels"] = len(self.state["labeled_ids"]) + self.state.get("validation_labels", 0)
         row["synthetic"] = len(self.state["synthetic_ids"])
         row["wall_time"] = round(sum(s["seconds"] for s in self.state["step_log"]), 3)
+        if notes:
+            row["notes"] = "; ".join(notes)
         self.state["metrics"].append(
             {
                 k: (float(v) if isinstance(v, (np.floating, float)) else v)
@@ -572,235 +971,109 @@ class CurationLoop:
             self.state["done"] = True
             self.state["stop_reason"] = reason
 
-    @staticmethod
-    def _flat_metrics(res: dict) -> dict:
-        """Scalars as they are; per-class recall and per-group accuracy as one column each."""
-        out: dict[str, Any] = {}
-        for k, v in res.items():
-            if k == "per_class_recall":
-                out.update({f"recall_class_{c}": r for c, r in enumerate(v)})
-            elif k == "per_group_accuracy":
-                out.update({f"accuracy_group_{g}": a for g, a in dict(v).items()})
-            else:
-                out[k] = v
-        return out
-
     def _stop_reason(self) -> str | None:
         cfg = self.config
         if self.round >= cfg.rounds:
             return "budget spent"
+        if not self._unlabeled_mask().any():
+            return "pool exhausted"
         m = self.state["metrics"]
         k = cfg.stop_patience
         if len(m) > k:
             if cfg.stop_diversity_delta is not None:
                 d = [r["d_score"] for r in m[-(k + 1) :]]
-                if all(
-                    abs(b - a) < cfg.stop_diversity_delta for a, b in zip(d, d[1:], strict=False)
-                ):
+                if all(abs(b - a) < cfg.stop_diversity_delta for a, b in zip(d, d[1:], strict=False)):
                     return f"diversity converged (|dD_score| < {cfg.stop_diversity_delta} over {k} rounds)"
-            if cfg.stop_gain_delta is not None:
+            if cfg.stop_gain_delta is not None and all("accuracy" in r for r in m[-(k + 1) :]):
                 a = [r["accuracy"] for r in m[-(k + 1) :]]
                 if all((b - a_) < cfg.stop_gain_delta for a_, b in zip(a, a[1:], strict=False)):
                     return f"diminishing returns (accuracy gain < {cfg.stop_gain_delta} over {k} rounds)"
         return None
 
-    def _unlabeled_mask(self) -> np.ndarray:
-        mask = np.ones(len(self.dataset.pool), dtype=bool)
-        if self.state["labeled_ids"]:
-            mask[self._pool_index(self.state["labeled_ids"])] = False
-        return mask
-
     def _step_embed(self) -> None:
-        from .scoring import score_pool
-
-        out = score_pool(
-            self.ensemble(),
-            self.dataset.pool.X,
-            scores=(),
-            return_probs=True,
-            return_embedding=True,
-        )
-        _atomic_savez(
-            self._round_dir() / "embed.npz",
-            probs=out["probs"].astype(np.float32),
-            embedding=out["embedding"].astype(np.float32),
-        )
-
-    def _step_density(self) -> None:
-        from sklearn.decomposition import PCA
-
-        from .clustering import kmeans
-        from .density import GaussianKDE
-
-        emb = self._load("embed")["embedding"]
-        labeled = ~self._unlabeled_mask()
-        # KDE in a few dimensions: a 256-d kernel density is all noise, so p(z) is estimated on
-        # the leading principal components of the pool's embedding (fitted on the whole pool).
-        k = int(self.config.strategy_options.get("density_dims", 8))
-        k = max(1, min(k, emb.shape[1], int(labeled.sum()) - 1))
-        Zr = PCA(n_components=k, random_state=self.config.seed).fit_transform(emb).astype(np.float32)
-        kde = GaussianKDE(bandwidth="scott").fit(Zr[labeled])
-        log_p = kde.score_samples(Zr)
-        clusters, _ = kmeans(
-            emb, min(self.config.n_clusters, len(emb)), random_state=self._seed_for("density")
-        )
-        _atomic_savez(
-            self._round_dir() / "density.npz",
-            log_density=np.asarray(log_p, np.float64),
-            clusters=np.asarray(clusters, np.int64),
-        )
-
-    def _step_score(self) -> None:
-        from . import scoring
-
-        probs = self._load("embed")["probs"]
-        names = (
-            "predictive_entropy",
-            "mutual_information",
-            "ensemble_uncertainty",
-            "margin",
-            "variance",
-        )
-        _atomic_savez(
-            self._round_dir() / "scores.npz",
-            **{n: np.asarray(scoring.SCORES[n](probs)) for n in names},
-        )
-
-    def _bandit(self):
-        """The run's bandit (restored from the state, or new with one arm per cluster)."""
-        from .bandits import BANDITS, make_bandit
-
-        _name, opts, _s = self.config.resolved_strategy()
-        if self.state["bandit"] is not None:
-            return BANDITS[self.state["bandit_kind"]].from_state(self.state["bandit"])
-        kind = opts.get("bandit", "ucb1")
-        self.state["bandit_kind"] = kind
-        n_arms = int(opts.get("n_clusters", self.config.n_clusters))
-        return make_bandit(kind, n_arms, random_state=self._seed_for("allocate"))
+        self._round_array("probs")
 
     def _step_allocate(self) -> None:
-        """Bandit strategies: restore (or create) the bandit and record its arm statistics.
-
-        The split of this round's budget over clusters happens in ``select``, once this
-        round's clusters exist (``helpers.selection.cluster_bandit`` re-matches the arms to
-        them by nearest center and calls ``bandit.allocate``).
-        """
-        name, _opts, _s = self.config.resolved_strategy()
-        if name != "cluster_bandit":
-            return
-        bandit = self._bandit()
-        self.state["bandit"] = bandit.get_state()
-        self.state.setdefault("bandit_history", []).append({
-            "round": self.round,
-            "pulls": bandit.counts.tolist(),
-            "means": [None if not np.isfinite(m) else float(m) for m in bandit.means],
-        })
-
-    def _selection_inputs(self) -> dict:
-        emb = self._load("embed")
-        scores = self._load("scores")
-        dens = self._load("density")
-        return {
-            "probs": emb["probs"],
-            "embeddings": emb["embedding"],
-            "scores_by_name": scores,
-            "log_density": dens["log_density"],
-        }
+        hook = getattr(self._strategy, "allocate", None)
+        if callable(hook):
+            ctx = self._context("allocate", self.config.budget)
+            hook(ctx)
+            self.state["strategy_state"] = ctx.state
 
     def _step_select(self) -> None:
         from .selection import select
 
         cfg = self.config
-        rng = self._rng("select")
         unl = self._unlabeled_mask()
         if self.round < 0:  # bootstrap: a random batch, no model yet
-            n = min(cfg.n_initial, int(unl.sum()))
-            idx = select("random", n, scores=np.zeros(len(unl)), labeled_mask=~unl, random_state=rng)
+            n = min(int(self.state["n_initial"]), int(unl.sum()))
+            idx = select("random", n, scores=np.zeros(len(unl)), labeled_mask=~unl, random_state=self._rng("select"))
             self.state["batch"] = [int(i) for i in self.dataset.pool.ids[idx]]
             self.state["batch_info"] = {"strategy": "random (bootstrap)"}
             return
-        name, opts, _synth = cfg.resolved_strategy()
-        opts = dict(opts)
-        inputs = self._selection_inputs()
-        score_name = opts.pop("score", "predictive_entropy")
-        bandit = None
-        if name == "cluster_bandit":
-            bandit = self._bandit()
-            opts["bandit"] = bandit
-            opts["n_clusters"] = bandit.n_arms
-            if self.state.get("bandit_centers") is not None:
-                opts["previous_centers"] = np.asarray(self.state["bandit_centers"], dtype=np.float64)
-        info: dict = {}
         budget = min(cfg.budget, int(unl.sum()))
-        idx = select(
-            name,
-            budget,
-            scores=inputs["scores_by_name"][score_name],
-            embeddings=inputs["embeddings"],
-            probs=inputs["probs"],
-            labeled_mask=~unl,
-            log_density=inputs["log_density"],
-            random_state=rng,
-            info=info,
-            **opts,
-        )
+        ctx = self._context("select", budget)
+        idx = check_batch(self._strategy(budget, ctx), budget=budget, ctx=ctx, strategy=self._strategy)
+        self.state["strategy_state"] = ctx.state
         self.state["batch"] = [int(i) for i in self.dataset.pool.ids[idx]]
-        self.state["batch_info"] = {
-            "strategy": name,
-            "score": score_name,
-            **{k: v for k, v in info.items() if isinstance(v, (int, float, str, list, dict))},
-        }
-        if bandit is not None:
-            self.state["bandit"] = bandit.get_state()
-            self.state["bandit_centers"] = np.asarray(info["centers"]).tolist()
-            self.state["batch_info"]["arms"] = np.asarray(info["arms"]).tolist()
-            self.state["batch_info"]["allocation"] = np.asarray(info["allocation"]).tolist()
+        self.state["batch_info"] = {"strategy": component_name(self._strategy), **ctx.info}
 
     def _step_synthesize(self) -> None:
-        _name, _opts, mode = self.config.resolved_strategy()
+        mode = self.synthesis_mode
         if mode is None:
             return
         from . import synthesis
 
         cfg = self.config
+        ds = self.dataset
         n = int(cfg.synthesis_options.get("n", cfg.budget))
         gen = self._generator()
         X, y, _ids = self.training_set()
-        inputs = self._selection_inputs()
+        val = None
+        if mode == "shaped":
+            if ds.val is None:
+                raise ValueError("synthesis: 'shaped' needs a labeled val split in the data to shape on")
+            val = (ds.val.X, ds.val.labels)
+            # its labels steer generation: they count as labels used
+            self.state["validation_labels"] = len(ds.val)
         batch = synthesis.synthesize(
             mode,
             generator=gen,
             n=n,
             X_train=X,
             y_train=y,
-            X_pool=self.dataset.pool.X,
-            pool_uncertainty=inputs["scores_by_name"]["predictive_entropy"],
-            classifier=self.ensemble(),
-            n_classes=self.dataset.n_classes,
+            X_pool=ds.pool.X,
+            pool_uncertainty=self._score("predictive_entropy"),
+            classifier=self.model(),
+            n_classes=ds.n_classes,
             shaper_state=self.state.get("shaper"),
-            val=(self.dataset.val.X, self.dataset.val.labels),
+            val=val,
             random_state=self._rng("synthesize"),
             **{k: v for k, v in cfg.synthesis_options.items() if k not in ("n", "generator")},
         )
         if getattr(batch, "shaper_state", None) is not None:
             self.state["shaper"] = batch.shaper_state
         sids, sX, sy = self._synthetic_arrays()
-        start = SYNTHETIC_ID_BASE + len(sids)
+        # ids continue after every id ever given out (state.json), so a resumed step that
+        # already wrote synthetic.npz reuses its own ids instead of minting new ones
+        start = int(self.state["synthetic_next"])
         new_ids = np.arange(start, start + len(batch.X), dtype=np.int64)
         if len(new_ids):
             self.store.add_items(
                 [int(i) for i in new_ids],
-                dataset=self.dataset.name,
+                dataset=ds.name,
                 source="synthetic",
                 round=self.round + 1,
                 provenance=list(batch.provenance),
             )
-            _atomic_savez(
+            keep = ~np.isin(sids, new_ids)
+            atomic_savez(
                 self.run_dir / "synthetic.npz",
-                ids=np.concatenate([sids, new_ids]),
-                X=np.concatenate([sX, batch.X.astype(np.float32)]),
-                y=np.concatenate([sy, np.asarray(batch.intended_labels, np.int64)]),
+                ids=np.concatenate([sids[keep], new_ids]),
+                X=np.concatenate([sX[keep], batch.X.astype(np.float32)]),
+                y=np.concatenate([sy[keep], np.asarray(batch.intended_labels, np.int64)]),
             )
+        self.state["synthetic_next"] = start + len(new_ids)
         self.state["synthetic_batch"] = [int(i) for i in new_ids]
         self.state["batch_info"]["synthesis"] = {
             "mode": mode,
@@ -824,7 +1097,7 @@ class CurationLoop:
         X, y, _ = self.training_set()
         # the conditional part learns from labeled items; the VAE from the whole pool
         gen.fit(ds.pool.X, None, X_labeled=X, y_labeled=y)
-        gen.save(path)
+        atomic_write(path, gen.save)
         return gen
 
     def _step_label(self) -> None:
@@ -839,41 +1112,31 @@ class CurationLoop:
         rnd = self.round + 1
         events = []
         # the same idempotency keys on a re-run of this step: nothing is written twice
-        oracle = self.dataset.oracle
-        for a, (name, reliability) in enumerate(self._annotators()):
-            rng = np.random.default_rng([cfg.seed, rnd, 1000 + a])
-            if batch:
-                true = oracle.query(batch)
-                noisy = true.copy()
-                flip = rng.random(len(true)) > reliability
-                if flip.any():
-                    shift = rng.integers(1, self.dataset.n_classes, size=int(flip.sum()))
-                    noisy[flip] = (true[flip] + shift) % self.dataset.n_classes
-                for item, lab in zip(batch, noisy, strict=True):
-                    events.append(
-                        {
-                            "item_id": int(item),
-                            "kind": "label",
-                            "annotator": name,
-                            "label": int(lab),
-                            "round": rnd,
-                            "cues": {"simulated": True, "reliability": reliability},
-                            "key": f"{cfg.seed}-{rnd}-{name}-label-{item}",
-                        }
-                    )
-            if synth:
-                verdict = self._validate_synthetic(synth)
-                for item, ok in zip(synth, verdict, strict=True):
-                    events.append(
-                        {
-                            "item_id": int(item),
-                            "kind": "accept" if ok else "reject",
-                            "annotator": name,
-                            "round": rnd,
-                            "cues": {"simulated": True, "proxy": "oracle"},
-                            "key": f"{cfg.seed}-{rnd}-{name}-validate-{item}",
-                        }
-                    )
+        verdict: Any = self._validate_synthetic(synth) if synth else []
+        for a in self._annotators():
+            for item, lab in zip(batch, a.query(batch) if batch else [], strict=True):
+                events.append(
+                    {
+                        "item_id": int(item),
+                        "kind": "label",
+                        "annotator": a.name,
+                        "label": int(lab),
+                        "round": rnd,
+                        "cues": {"simulated": True, "reliability": a.reliability},
+                        "key": f"{cfg.seed}-{rnd}-{a.name}-label-{item}",
+                    }
+                )
+            for item, ok in zip(synth, verdict, strict=True):
+                events.append(
+                    {
+                        "item_id": int(item),
+                        "kind": "accept" if ok else "reject",
+                        "annotator": a.name,
+                        "round": rnd,
+                        "cues": {"simulated": True, "proxy": "oracle"},
+                        "key": f"{cfg.seed}-{rnd}-{a.name}-validate-{item}",
+                    }
+                )
         if events:
             self.store.record_many(events)
 
@@ -884,27 +1147,35 @@ class CurationLoop:
         sids, sX, sy = self._synthetic_arrays()
         pos = {int(i): k for k, i in enumerate(sids)}
         take = np.asarray([pos[int(i)] for i in synth_ids], dtype=np.int64)
-        return synthesis.validate_with_oracle(
-            self.dataset, sX[take], sy[take], random_state=self.config.seed
-        )
+        return synthesis.validate_with_oracle(self.dataset, sX[take], sy[take], random_state=self.config.seed)
 
     def _step_integrate(self) -> None:
         batch = [int(i) for i in self.state["batch"]]
-        cons = self.store.consensus()
-        lab = (
-            dict(
-                zip(cons["item_id"].astype(np.int64).tolist(), cons["label"].tolist(), strict=True)
-            )
-            if len(cons)
-            else {}
-        )
-        missing = [i for i in batch if i not in lab]
-        if missing:
+        lab, unlabeled_done, _ = self._resolutions(batch, [])
+        st = self.store.status(batch) if unlabeled_done else None
+        dropped: set[int] = set()
+        if st is not None and len(st):
+            drop = st["last_kind"].isin(_DROP_KINDS) | st["flag_out_of_scope"]
+            dropped = set(st.loc[drop, "item_id"].astype(np.int64).tolist()) & unlabeled_done
+        labeled = [i for i in batch if i in lab]
+        skipped = [i for i in batch if i not in lab and i not in dropped]
+        if self.config.labeler == "oracle" and len(labeled) < len(batch):
             raise RuntimeError(
-                f"integrate: {len(missing)} batch item(s) have no consensus label: {missing[:5]}"
+                f"integrate: {len(batch) - len(labeled)} batch item(s) have no consensus label"
             )
-        self.state["labeled_ids"].extend(batch)
-        self.state["labeled_y"].extend(int(lab[i]) for i in batch)
+        self.state["labeled_ids"].extend(labeled)
+        self.state["labeled_y"].extend(int(lab[i]) for i in labeled)
+        # rejected / out-of-scope items leave the pool; skipped ones may be proposed again
+        self.state["excluded_ids"].extend(sorted(dropped))
+        record: dict[str, Any] = {
+            "round": self.round,
+            "batch": batch,
+            "labeled": labeled,
+            "labels": [int(lab[i]) for i in labeled],
+            "dropped": sorted(dropped),
+            "skipped": skipped,
+            "info": self.state["batch_info"],
+        }
         synth = [int(i) for i in self.state.get("synthetic_batch", [])]
         if synth:
             accepted = set(int(i) for i in self.store.accepted(self.config.q_min))
@@ -915,14 +1186,12 @@ class CurationLoop:
             self.state["synthetic_y"].extend(int(yid[i]) for i in keep)
             self.state["batch_info"].setdefault("synthesis", {})["accepted"] = len(keep)
             self.state["synthetic_batch"] = []
-        arms = self.state["batch_info"].get("arms")
-        if self.state["bandit"] is not None and arms:
-            from .bandits import BANDITS, reward_mean_uncertainty
-
-            # reward of an arm: mean U(x) of the batch items it gave, scaled by log C to [0, ~1]
-            bandit = cast(Any, BANDITS[self.state["bandit_kind"]]).from_state(self.state["bandit"])
-            u = self._load("scores")["ensemble_uncertainty"][self._pool_index(batch)] / np.log(self.dataset.n_classes)
-            rewards = reward_mean_uncertainty(u, np.asarray(arms, dtype=np.int64), bandit.n_arms)
-            bandit.update_many(np.clip(rewards, 0.0, 1.0))
-            self.state["bandit"] = bandit.get_state()
+            record["synthetic"] = synth
+            record["synthetic_accepted"] = keep
+        hook = getattr(self._strategy, "feedback", None)
+        if callable(hook) and self.round >= 0 and batch:
+            ctx = self._context("integrate", len(batch))
+            hook(ctx, self._pool_index(batch))
+            self.state["strategy_state"] = ctx.state
+        self.state["history"].append(record)
         self.state["batch"] = []

@@ -48,6 +48,9 @@ __all__ = [
     "labels_to_reach",
     "membership_inference_auc",
     "evaluate",
+    "round_metrics",
+    "per_item_loss",
+    "diversity_metrics",
 ]
 
 
@@ -695,3 +698,64 @@ def evaluate(
         out["subgroup_gap"] = gap
         out["per_group_accuracy"] = per
     return out
+
+
+def round_metrics(probs_mean: Any, y_true: Any, *, minority_classes: Any = None, groups: Any = None) -> dict:
+    """:func:`evaluate` as flat scalar columns (one row of a learning curve).
+
+    ``per_class_recall`` becomes ``recall_class_<c>`` and ``per_group_accuracy`` becomes
+    ``accuracy_group_<g>``; every other value is kept as it is.
+    """
+    out: dict[str, Any] = {}
+    res = evaluate(probs_mean, y_true, minority_classes=minority_classes, groups=groups)
+    for k, v in res.items():
+        if k == "per_class_recall":
+            out.update({f"recall_class_{c}": r for c, r in enumerate(v)})
+        elif k == "per_group_accuracy":
+            out.update({f"accuracy_group_{g}": a for g, a in dict(v).items()})
+        else:
+            out[k] = v
+    return out
+
+
+def per_item_loss(probs_mean: Any, y_true: Any) -> np.ndarray:
+    """Cross-entropy of each item, -log p(y_i | x_i) (probabilities clipped at 1e-12), shape (n,)."""
+    P = _probs(probs_mean, name="probs_mean")
+    yt = _labels(y_true, name="y_true", min_rows=0)
+    _same_length(P, yt, names=("probs_mean", "y_true"))
+    return -np.log(np.clip(P[np.arange(yt.size), yt], 1e-12, None))
+
+
+def diversity_metrics(Z: Any, clusters: Any, labeled_idx: Any) -> dict:
+    """Diversity of a labeled subset in a fixed reference space.
+
+    Parameters
+    ----------
+    Z : array of shape (n, d)
+        The reference space of the whole pool.
+    clusters : int array of shape (n,)
+        Reference clusters of the pool items.
+    labeled_idx : int array of shape (k,)
+        Positions of the labeled items.
+
+    Returns
+    -------
+    dict: ``d_score`` (cluster entropy), ``evenness``, ``coverage`` of the pool by the labeled
+    set, and ``cluster_jsd`` (Jensen-Shannon divergence of the labeled set's cluster mix from
+    the pool's).
+    """
+    clusters = np.asarray(clusters, dtype=np.int64)
+    idx = np.asarray(labeled_idx, dtype=np.int64)
+    if idx.size == 0:
+        return {}
+    n_clusters = int(clusters.max()) + 1
+    lab = clusters[idx]
+    pool_mix = np.bincount(clusters, minlength=n_clusters).astype(float)
+    lab_mix = np.bincount(lab, minlength=n_clusters).astype(float)
+    return {
+        "d_score": cluster_entropy(lab),
+        "evenness": evenness(lab),
+        "coverage": coverage(np.asarray(Z)[idx], Z),
+        "cluster_jsd": js_divergence(lab_mix / lab_mix.sum(), pool_mix / pool_mix.sum()),
+    }
+

@@ -14,11 +14,11 @@ and ``save(path)`` / ``load(path)``. This module ships four such models:
 
 Every classifier's ``forward(x)`` returns ``(logits, embedding)`` (a user module of
 :class:`TorchEnsemble` may return only logits). Training goes through the one loop,
-:func:`helpers.training.train` (AdamW, warmup + cosine decay, early stopping, bf16 autocast
+:func:`gapscope.helpers.training.train` (AdamW, warmup + cosine decay, early stopping, bf16 autocast
 on CUDA only).
 
 Randomness: parameter initialisation uses an explicit ``torch.Generator`` (see
-:func:`helpers.training.init_parameters`), minibatch order another; nothing calls
+:func:`gapscope.helpers.training.init_parameters`), minibatch order another; nothing calls
 ``torch.manual_seed``. On the CPU, the same seed gives bit-identical weights.
 """
 
@@ -362,8 +362,8 @@ def _validation_fold(
 
     Returns ``(X_train, y_train, w_train, X_val, y_val, n_validation)``; ``X_val`` is None
     (and every row trains) when the fold would have fewer than
-    :data:`helpers.training.MIN_VALIDATION_ROWS` rows. See
-    :func:`helpers.training._holdout_split` for the stratified, seeded draw.
+    :data:`gapscope.helpers.training.MIN_VALIDATION_ROWS` rows. See
+    :func:`gapscope.helpers.training._holdout_split` for the stratified, seeded draw.
     """
     w = None
     if sample_weight is not None:
@@ -467,15 +467,15 @@ class Ensemble(BaseEstimator):
     bootstrap : bool, default False
         Train each member on a bootstrap resample of the training set.
     epochs, lr, weight_decay, batch_size, warmup_frac, patience, class_weight
-        Passed to :func:`helpers.training.train` (defaults 30, 3e-3, 1e-4, 64, 0.1, 5, None).
+        Passed to :func:`gapscope.helpers.training.train` (defaults 30, 3e-3, 1e-4, 64, 0.1, 5, None).
     min_steps : int, default 0
-        Passed to :func:`helpers.training.train`: at least this many optimizer steps per
+        Passed to :func:`gapscope.helpers.training.train`: at least this many optimizer steps per
         member.
     validation_fraction : float in (0, 1), optional
         When ``fit`` gets no ``X_val``: hold out this fraction of the training rows
         (``ceil(fraction * n)``, seeded, stratified where every class keeps a row in
         training) as the early-stopping fold; the members train on the rest. A fold of fewer
-        than :data:`helpers.training.MIN_VALIDATION_ROWS` (10) rows is not held out: every
+        than :data:`gapscope.helpers.training.MIN_VALIDATION_ROWS` (10) rows is not held out: every
         row trains and there is no early stopping (fixed ``epochs`` / ``min_steps``). The
         count is recorded in ``n_validation_``, so every label the model uses is counted.
     batched : bool, default True
@@ -493,7 +493,7 @@ class Ensemble(BaseEstimator):
     arch_ : str
     device_ : torch.device
     history_ : list of dict
-        One :func:`helpers.training.train` history per member.
+        One :func:`gapscope.helpers.training.train` history per member.
     n_validation_ : int
         Training rows held out as the validation fold (0 with ``X_val`` or without a fold).
 
@@ -722,7 +722,7 @@ class Ensemble(BaseEstimator):
         ----------
         X : array or tensor of shape (n, *feature_shape)
         batch_size : "auto" or int
-            Rows per forward chunk ("auto": sized by :func:`helpers.device.chunk_rows`).
+            Rows per forward chunk ("auto": sized by :func:`gapscope.helpers.device.chunk_rows`).
         batched : bool, optional
             Override ``self.batched`` (True: one vmap pass; False: loop over members).
 
@@ -1076,8 +1076,8 @@ class TorchEnsemble(BaseEstimator):
 
     Each member is ``module_factory(n_classes=C, feature_shape=shape)``, built with
     torch's global generator forked (so the caller's stream is untouched), re-initialised
-    from its own seeded ``torch.Generator`` with :func:`helpers.training.init_parameters`
-    and trained by :func:`helpers.training.train` (AdamW, warmup + cosine decay, early
+    from its own seeded ``torch.Generator`` with :func:`gapscope.helpers.training.init_parameters`
+    and trained by :func:`gapscope.helpers.training.train` (AdamW, warmup + cosine decay, early
     stopping, bf16 autocast on CUDA). Inference runs chunk by chunk, member by member.
 
     Parameters
@@ -1091,7 +1091,7 @@ class TorchEnsemble(BaseEstimator):
     bootstrap : bool, default False
         Train each member on a bootstrap resample.
     epochs, lr, weight_decay, batch_size, warmup_frac, patience, min_steps
-        Passed to :func:`helpers.training.train` (defaults 30, 3e-3, 1e-4, 64, 0.1, 5, 0).
+        Passed to :func:`gapscope.helpers.training.train` (defaults 30, 3e-3, 1e-4, 64, 0.1, 5, 0).
     validation_fraction : float in (0, 1), optional
         As in :class:`Ensemble`: without ``X_val``, hold out this fraction of the training
         rows as the early-stopping fold (not below 10 rows); counted in ``n_validation_``.
@@ -1116,7 +1116,7 @@ class TorchEnsemble(BaseEstimator):
 
     Notes
     -----
-    Only the layer types of :data:`helpers.training.SEEDED_LAYERS` are seeded; a module with
+    Only the layer types of :data:`gapscope.helpers.training.SEEDED_LAYERS` are seeded; a module with
     parameters of other layer types gets a warning at fit time, because their initial values
     come from the module's own reset code, not from ``random_state``.
 
@@ -1350,7 +1350,7 @@ class TorchEnsemble(BaseEstimator):
         ----------
         X : array or tensor of shape (n, *feature_shape)
         batch_size : "auto" or int
-            Rows per forward chunk ("auto": sized by :func:`helpers.device.chunk_rows`).
+            Rows per forward chunk ("auto": sized by :func:`gapscope.helpers.device.chunk_rows`).
 
         Returns
         -------
@@ -1509,7 +1509,7 @@ class FrozenEncoder(BaseEstimator):
         holds precomputed embeddings of shape (n, k).
     head : {"logistic", "mlp"} or scikit-learn classifier, default "logistic"
         "logistic": ``LogisticRegression(max_iter=1000)``; "mlp": one hidden ReLU layer
-        (128 units) in torch, trained by :func:`helpers.training.train`; or an unfitted
+        (128 units) in torch, trained by :func:`gapscope.helpers.training.train`; or an unfitted
         classifier instance with ``predict_proba``.
     n_members : int, default 5
     bootstrap : bool, default True

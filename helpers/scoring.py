@@ -392,7 +392,7 @@ def score_pool(
 
     Parameters
     ----------
-    ensemble : fitted model following :class:`helpers.models.Model`
+    ensemble : fitted model following :class:`gapscope.helpers.models.Model`
         Needs ``predict_proba(X)`` -> (M, b, C). For ``return_embedding``, either
         ``predict_proba_and_embed(X)`` -> (probs, embeddings of shape (M, b, k) or (b, k)),
         used when present (one pass; per-member embeddings are averaged), or ``embed(X)``
@@ -402,7 +402,7 @@ def score_pool(
     scores : iterable of str, default ("predictive_entropy",)
         Names from :data:`SCORES` (``ensemble_uncertainty`` with alpha=0.5).
     batch_size : "auto" or int
-        Rows per chunk; "auto" asks :func:`helpers.device.chunk_rows` with the
+        Rows per chunk; "auto" asks :func:`gapscope.helpers.device.chunk_rows` with the
         ensemble's ``bytes_per_row()``.
     return_probs : bool, default False
         Also return ``"probs"`` of shape (M, n, C).

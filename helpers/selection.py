@@ -569,7 +569,7 @@ def kcenter(
     Without labeled items the first center is drawn at random (``random_state``).
     Distances use the dot-product form ``|x|^2 - 2 x.c + |c|^2`` in float32 with one
     matrix-vector product per step; the distances to a labeled set are computed in
-    row blocks sized by :func:`helpers.device.chunk_rows`.
+    row blocks sized by :func:`gapscope.helpers.device.chunk_rows`.
 
     Parameters
     ----------

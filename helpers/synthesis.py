@@ -1,7 +1,7 @@
 """Synthesis: generate where the data is thin, filter, validate, and steer generation.
 
 The generative half of the designs (``papers/000`` section 3.4, ``papers/004`` sections
-4.3-4.4, ``papers/003``), as functions on arrays and any :class:`helpers.generators.Generator`
+4.3-4.4, ``papers/003``), as functions on arrays and any :class:`gapscope.helpers.generators.Generator`
 (``encode(X)``, ``decode(z, condition)``):
 
 * targeted sampling -- latents drawn with ``p(z) ∝ 1/(p(z) + eps)`` under a KDE of the
@@ -116,7 +116,7 @@ def make_provenance(
     Parameters
     ----------
     generator : str
-        Name of the generator (see :func:`helpers.generators.generator_name`).
+        Name of the generator (see :func:`gapscope.helpers.generators.generator_name`).
     method : str
         ``"prior"``, ``"low_density"``, ``"conditional"``, ``"counter_bias"``,
         ``"prototype"`` or ``"augment"``.
@@ -378,9 +378,9 @@ def generate_low_density(
 ) -> SyntheticBatch:
     """Decode latents drawn where the encoder's latents are sparse: ``p(z) ∝ 1/(p(z)+eps)``.
 
-    A :class:`helpers.density.GaussianKDE` is fitted on ``Z_ref`` (typically
+    A :class:`gapscope.helpers.density.GaussianKDE` is fitted on ``Z_ref`` (typically
     ``generator.encode(X_train)``), latents are drawn with
-    :func:`helpers.density.sample_low_density` and decoded by g.
+    :func:`gapscope.helpers.density.sample_low_density` and decoded by g.
 
     Parameters
     ----------
@@ -393,7 +393,7 @@ def generate_low_density(
         the sparsest 5% of the data are all about equally preferred).
     bandwidth : float or {"scott", "silverman", "cv"}, default "scott"
     proposal : {"kde", "box"}, default "kde"
-        See :func:`helpers.density.sample_low_density`.
+        See :func:`gapscope.helpers.density.sample_low_density`.
     temperature : float > 0, default 1.0
     condition, conditions_are_labels : as for :func:`generate_from_prior`.
     random_state : None, int or numpy.random.Generator
@@ -943,7 +943,7 @@ def active_synthesis(
     generator : Generator
     X_pool : array-like of shape (n, *item_shape)
     uncertainty : array-like of shape (n,)
-        The model's uncertainty on the pool (e.g. :func:`helpers.scoring.ensemble_uncertainty`).
+        The model's uncertainty on the pool (e.g. :func:`gapscope.helpers.scoring.ensemble_uncertainty`).
     top_m, n_prototypes, metric : see :func:`uncertainty_prototypes`.
     n_per_prototype : int >= 1
     radius : float >= 0

@@ -8,8 +8,8 @@ generator. A custom ``loss_fn(model, xb, yb)`` lets other models (a VAE) use the
 ``torch.Generator``; nothing here calls ``torch.manual_seed``. On the CPU, the same seeds give
 bit-identical weights.
 
-:mod:`helpers.models` (classifier ensembles and the adapters of the seam) and
-:mod:`helpers.generators` (VAEs) both import from here, and this module imports neither.
+:mod:`gapscope.helpers.models` (classifier ensembles and the adapters of the seam) and
+:mod:`gapscope.helpers.generators` (VAEs) both import from here, and this module imports neither.
 """
 
 from __future__ import annotations

@@ -28,73 +28,89 @@ def nb(cells):
 EXPERIMENT = [
     ("md", """# Experiment: one curation-loop run
 
-Parameterized with papermill (see the `parameters` cell). Runs the loop of `gapscope.helpers.loop`
-with a simulated annotator (the dataset's Oracle) and writes one record per round to
-`{run_dir}/results.json`. `gapscope run` / `gapscope.helpers.experiments.run_grid` execute this
-notebook over a grid; `compare.ipynb` reads the run folder.
+Parameterized with papermill (see the `parameters` cell: one parameter per `LoopConfig`
+field, plus `modules`, `compute_reference` and `run_dir`). Runs the loop of
+`gapscope.helpers.loop` and writes one record per round to `{run_dir}/results.json`.
+`gapscope run` / `gapscope.helpers.experiments.run_grid` execute this notebook over a grid;
+`compare.ipynb` reads the run folder. `data`, `model` and `strategy` are specs: a registered
+name, `"package.module:factory"`, or `{"name": ..., "options": {...}}`; `modules` are
+imported first (a module that calls `register_strategy` and friends).
 
 The defaults are tiny so that the test suite can execute it in seconds."""),
     ("code", """# parameters
-dataset = "mixture"
-dataset_options = {}
+data = "mixture"
+data_options = {}
+model = "ensemble"
+model_options = {}
 strategy = "entropy"
 strategy_options = {}
 budget = 10
 rounds = 2
-n_initial = 20
+n_initial = None
 n_members = 3
-ensemble_options = {"epochs": 30}
+labeler = "oracle"
+noise_rate = 0.0
+annotator_reliabilities = None
+q_min = 0.5
+balance = False
+n_clusters = 10
+density_dims = 8
 synthesis = None
 synthesis_options = {}
-noise_rate = 0.0
+stop_diversity_delta = None
+stop_gain_delta = None
+stop_patience = 2
+cv_folds = 5
 seed = 0
+# user modules to import before the run (they may register datasets, models, strategies)
+modules = []
 # full-data model accuracy: "auto" computes it only for strategy "random"
 compute_reference = "auto"
 # where results.json goes; empty means a fresh temporary folder
 run_dir = ""
 """, "parameters"),
-    ("code", """import json, tempfile, time
+    ("code", """import dataclasses, importlib, json, tempfile, time
 from pathlib import Path
 
 import numpy as np
 
 from gapscope.helpers.loop import CurationLoop, LoopConfig
 
+for _m in modules:
+    importlib.import_module(_m)
 run_dir = Path(run_dir or tempfile.mkdtemp(prefix="gapscope-exp-"))
 run_dir.mkdir(parents=True, exist_ok=True)
 t0 = time.perf_counter()
-config = LoopConfig(
-    dataset=dataset, dataset_options=dataset_options, strategy=strategy, strategy_options=strategy_options,
-    budget=budget, rounds=rounds, n_initial=n_initial, n_members=n_members, ensemble_options=ensemble_options,
-    synthesis=synthesis, synthesis_options=synthesis_options, noise_rate=noise_rate, seed=seed,
-)
+# every LoopConfig field comes from the parameters cell: nothing a grid sets is dropped
+config = LoopConfig(**{f.name: globals()[f.name] for f in dataclasses.fields(LoopConfig)})
 loop = CurationLoop(run_dir / "loop", config)   # resumes if the folder already holds this run
 loop.run()
 table = loop.results()
 table"""),
-    ("code", """# The full-data reference: the same ensemble trained on every pool label (for "labels to reach
-# 95% of the full-data model"). Computed once per (dataset, seed), in the random run.
+    ("code", """# The full-data reference: the same model trained on every pool label (for "labels to reach
+# 95% of the full-data model"). Computed once per (data, seed), in the random run, and only
+# where the data have an oracle (true labels) and a test split.
 reference = None
-if compute_reference is True or (compute_reference == "auto" and strategy == "random"):
-    from gapscope.helpers.models import Ensemble
+ds = loop.dataset
+want = compute_reference is True or (compute_reference == "auto" and strategy == "random")
+if want and ds.oracle is not None and ds.test is not None:
     from gapscope.helpers import metrics as M
-    ds = loop.dataset
     y_all = ds.oracle.true_labels(ds.pool.ids)
-    ens = Ensemble(n_members=n_members, n_classes=ds.n_classes, random_state=seed,
-                   **{**ensemble_options, "batch_size": max(256, ensemble_options.get("batch_size", 64))})
-    ens.fit(ds.pool.X, y_all, X_val=ds.val.X, y_val=ds.val.labels)
-    p = ens.predict_proba(ds.test.X).mean(axis=0)
+    full = loop.fit_model(ds.pool.X, y_all, seed=seed)
+    p = loop.predict_proba(full, ds.test.X).mean(axis=0)
     reference = {"full_accuracy": M.accuracy(ds.test.labels, p.argmax(1)), "full_labels": int(len(y_all))}
 reference"""),
     ("code", """# Invariants of the run (assertion cells: a broken run fails here, not silently in a report)
 m = table
-assert len(m) == rounds + 1 or loop.state["stop_reason"] != "budget spent", (len(m), rounds)
-assert (np.diff(m["labels"]) == budget).all(), "each round acquires exactly `budget` new labels"
-assert m["labels"].iloc[0] == n_initial
-for col in ("accuracy", "macro_f1", "ece", "coverage", "evenness"):
-    assert m[col].between(0, 1).all(), col
-labeled = loop.state["labeled_ids"]
+assert len(m) == rounds + 1 or loop.stop_reason != "budget spent", (len(m), rounds)
+labeled = loop.labeled_ids
 assert len(set(labeled)) == len(labeled), "an item was labeled twice"
+assert m["labels"].iloc[-1] >= len(labeled), "every label the model used is counted"
+if labeler == "oracle":
+    assert (np.diff(m["labels"]) == budget).all(), "each round acquires exactly `budget` new labels"
+for col in ("accuracy", "macro_f1", "ece", "coverage", "evenness"):
+    if col in m:
+        assert m[col].dropna().between(0, 1).all(), col
 events = loop.store.events()
 assert set(labeled) <= set(events["item_id"].astype(int)), "every label is in the store"
 print(f"{len(m)} rounds, {m['labels'].iloc[-1]} labels, final accuracy {m['accuracy'].iloc[-1]:.3f}")"""),
@@ -104,10 +120,9 @@ for r in table.to_dict("records"):
     r.update(reference or {})
     rows.append(r)
 results = {
-    "params": {"dataset": dataset, "strategy": strategy, "budget": budget, "rounds": rounds, "seed": seed,
-               "n_initial": n_initial, "n_members": n_members, "synthesis": synthesis, "noise_rate": noise_rate},
+    "params": {**dataclasses.asdict(config), "modules": modules},
     "expected_rounds": rounds + 1,
-    "stop_reason": loop.state["stop_reason"],
+    "stop_reason": loop.stop_reason,
     "rounds": rows,
     "wall_time": time.perf_counter() - t0,
 }
@@ -145,7 +160,7 @@ pio.renderers.default = "notebook"   # plotly.js inline: the exported HTML works
 if not out_dir:
     out_dir = tempfile.mkdtemp(prefix="gapscope-compare-")
     nb_path = Path(E.NOTEBOOK_DIR) / "experiment.ipynb"
-    E.run_grid(nb_path, {"dataset": ["mixture"], "strategy": ["random", "entropy"], "seed": [0, 1],
+    E.run_grid(nb_path, {"data": ["mixture"], "strategy": ["random", "entropy"], "seed": [0, 1],
                          "rounds": [2], "budget": [10]}, out_dir=out_dir, workers=1, progress=False)
 table = E.collect(out_dir)
 problems = table.attrs.get("problems", [])
@@ -210,13 +225,14 @@ import numpy as np
 from gapscope.helpers.loop import CurationLoop, LoopConfig
 
 run_dir = Path(run_dir or tempfile.mkdtemp(prefix="gapscope-synth-"))
-common = dict(dataset=dataset, budget=n_labeled // 3, rounds=2, n_initial=n_labeled // 3, seed=seed,
-              ensemble_options={"epochs": 30}, synthesis_options={"n": n_synthetic // 2})
+common = dict(data=dataset, budget=n_labeled // 3, rounds=2, n_initial=n_labeled // 3, seed=seed,
+              model_options={"epochs": 30}, synthesis_options={"n": n_synthetic // 2})
 results = {}
 for name in ("entropy", "low_density_synthesis", "active_synthesis"):
     loop = CurationLoop(run_dir / name, LoopConfig(strategy=name, **common)).run()
     results[name] = loop.results()
-    print(name, loop.state["metrics"][-1]["accuracy"], "synthetic accepted:", loop.state["metrics"][-1]["synthetic"])"""),
+    last = loop.results().iloc[-1]
+    print(name, last["accuracy"], "synthetic accepted:", last["synthetic"])"""),
     ("code", """import pandas as pd
 final = pd.DataFrame({k: v.iloc[-1] for k, v in results.items()}).T
 final[["labels", "synthetic", "accuracy", "macro_f1", "auroc", "ece", "shifted_accuracy", "subgroup_gap", "mia_auc"]]"""),
@@ -224,9 +240,9 @@ final[["labels", "synthetic", "accuracy", "macro_f1", "auroc", "ece", "shifted_a
 for name in ("low_density_synthesis", "active_synthesis"):
     loop = CurationLoop(run_dir / name)
     accepted = set(int(i) for i in loop.store.accepted(loop.config.q_min))
-    assert set(loop.state["synthetic_ids"]) <= accepted
+    assert set(loop.synthetic_ids) <= accepted
     items = loop.store.items()
-    assert (items[items["item_id"].astype("int64").isin(loop.state["synthetic_ids"])]["source"] == "synthetic").all()
+    assert (items[items["item_id"].astype("int64").isin(loop.synthetic_ids)]["source"] == "synthetic").all()
 print("ok: synthetic items joined only after validation")"""),
 ]
 

@@ -213,8 +213,73 @@ def test_cli_grid_config_errors(tmp_path):
     default = E.load_grid_config(Path(E.NOTEBOOK_DIR) / "grids" / "default.yaml")
     combos = E.expand_grid(default["grid"])
     assert len({c["seed"] for c in combos}) >= 5, "the default grid has at least 5 seeds"
-    assert {c["dataset"] for c in combos} == {"digits-lt", "mnist1d"}
+    assert {c["data"] for c in combos} == {"digits-lt", "mnist1d"}
+    # every key of the shipped grid is a parameter of its notebook
+    E.check_grid_keys(default["notebook"], combos)
     assert os.path.exists(default["notebook"])
+    p.write_text("grid: {seed: [0]}\nworkerz: 2\n")
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['workerz'\]"):
+        E.load_grid_config(p)
+
+
+def test_an_unknown_grid_key_fails_before_any_run(toy, tmp_path):
+    out = tmp_path / "grid"
+    with pytest.raises(ValueError, match=r"grid: unknown parameter\(s\) \['budgett'\] for toy.ipynb"):
+        E.run_grid(toy, {"mode": ["ok"], "budgett": [3]}, out_dir=out, progress=False)
+    assert not out.exists() or not any((out / "runs").iterdir())
+    with pytest.raises(ValueError, match="run_dir"):
+        E.run_grid(toy, {"run_dir": ["x"]}, out_dir=out, progress=False)
+
+
+def test_experiment_notebook_takes_every_loop_config_field():
+    import dataclasses
+
+    from gapscope.helpers.loop import LoopConfig
+
+    params = set(E.notebook_parameters(Path(E.NOTEBOOK_DIR) / "experiment.ipynb"))
+    fields = {f.name for f in dataclasses.fields(LoopConfig)}
+    assert fields <= params, f"not forwarded: {sorted(fields - params)}"
+    assert params - fields == {"modules", "compute_reference", "run_dir"}
+
+
+USER_GRID = """
+pythonpath: [{tests}]
+grid:
+  data: ["user_components:breast_cancer"]
+  data_options: [{{n_labeled: 20}}]
+  model:
+    - {{name: sklearn, options: {{estimator: {{name: "sklearn.linear_model:LogisticRegression", options: {{max_iter: 300}}}}, n_members: 2}}}}
+  strategy: ["user_components:most_uncertain", farthest_first, random]
+  modules: [[user_components]]
+  budget: [5]
+  rounds: [2]
+  seed: [0]
+"""
+
+
+@pytest.mark.slow
+def test_a_grid_of_user_specs_runs_in_two_kernels_and_resumes(tmp_path):
+    cfg_path = tmp_path / "mine.yaml"
+    cfg_path.write_text(USER_GRID.format(tests=json.dumps(str(Path(__file__).parent))))
+    cfg = E.load_grid_config(cfg_path)
+    out = tmp_path / "out"
+    statuses = E.run_grid(
+        cfg["notebook"], cfg["grid"], out_dir=out, workers=2, progress=False, pythonpath=cfg["pythonpath"]
+    )
+    assert [s["status"] for s in statuses] == ["ok"] * 3, [s.get("error") for s in statuses]
+    table = E.collect(out, strict=True)
+    assert set(table["strategy"]) == {"user_components:most_uncertain", "farthest_first", "random"}
+    assert set(table["dataset"]) == {"user_components:breast_cancer"}
+    assert table.groupby("run_id")["labels"].apply(list).tolist() == [[20, 25, 30]] * 3
+    # the kernels built the components from the specs: the user's strategy picked the batches
+    rid = [s["run_id"] for s in statuses if "most_uncertain" in s["run_id"]][0]
+    state = json.loads((out / "runs" / rid / "loop" / "state.json").read_text())
+    assert state["history"][0]["info"]["strategy"] == "most_uncertain"
+    again = E.run_grid(cfg["notebook"], cfg["grid"], out_dir=out, workers=2, progress=False,
+                       pythonpath=cfg["pythonpath"])
+    assert [s["status"] for s in again] == ["skipped"] * 3
+    tables = E.report_tables(table)
+    assert set(tables["final"]["strategy"]) == set(table["strategy"])
 
 
 @pytest.mark.slow

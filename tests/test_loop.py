@@ -14,14 +14,14 @@ import pytest
 from gapscope.helpers.loop import STEPS, CurationLoop, LoopConfig, WaitingForLabels
 
 SMALL = {
-    "dataset": "mixture",
-    "dataset_options": {"n_pool": 300, "n_val": 80, "n_test": 200, "separation": 1.5},
+    "data": "mixture",
+    "data_options": {"n_pool": 300, "n_val": 80, "n_test": 200, "separation": 1.5},
     "budget": 8,
     "rounds": 2,
     "n_initial": 12,
     "n_members": 2,
     "n_clusters": 4,
-    "ensemble_options": {"epochs": 8, "hidden": [32], "patience": None},
+    "model_options": {"epochs": 8, "hidden": [32], "patience": None},
 }
 
 
@@ -37,20 +37,20 @@ def test_steps_run_in_order_and_labels_grow(tmp_path):
     loop = CurationLoop(tmp_path / "run", small(strategy="entropy"))
     assert loop.next_step == "select" and loop.round == -1  # the bootstrap batch
     loop.run()
-    assert loop.done and loop.state["stop_reason"] == "budget spent"
+    assert loop.done and loop.stop_reason == "budget spent"
     res = loop.results()
     assert res["labels"].tolist() == [12, 20, 28]
     assert res["round"].tolist() == [0, 1, 2]
     # every step of every full round ran, in the documented order
-    log = [(s["round"], s["step"]) for s in loop.state["step_log"]]
+    log = [(s["round"], s["step"]) for s in loop.step_log]
     assert [s for r, s in log if r == 0] == list(STEPS)
     assert [s for r, s in log if r == 2] == ["train", "evaluate"]
     # labels came from the store, one event per labeled item
     ev = loop.store.events()
     assert len(ev) == 28 and set(ev["kind"]) == {"label"}
-    assert sorted(ev["item_id"].astype(int)) == sorted(loop.state["labeled_ids"])
-    true = loop.dataset.oracle.true_labels(loop.state["labeled_ids"])
-    np.testing.assert_array_equal(true, loop.state["labeled_y"])  # a noise-free oracle
+    assert sorted(ev["item_id"].astype(int)) == sorted(loop.labeled_ids)
+    true = loop.dataset.oracle.true_labels(loop.labeled_ids)
+    np.testing.assert_array_equal(true, loop.labeled_y)  # a noise-free oracle
 
 
 def test_resume_in_process_equals_uninterrupted(tmp_path):
@@ -62,8 +62,9 @@ def test_resume_in_process_equals_uninterrupted(tmp_path):
     resumed = CurationLoop(tmp_path / "b")  # a new "kernel": config from the run folder
     resumed.run()
     assert _metrics(resumed) == _metrics(full)
-    assert resumed.state["labeled_ids"] == full.state["labeled_ids"]
-    assert resumed.state["bandit"] == full.state["bandit"]
+    assert resumed.labeled_ids == full.labeled_ids
+    assert resumed.bandit_history == full.bandit_history and resumed.bandit_history
+    assert resumed.state["strategy_state"] == full.state["strategy_state"]
 
 
 _KILL_SCRIPT = """
@@ -96,7 +97,7 @@ def test_resume_after_sigkill_equals_uninterrupted(tmp_path):
     assert not killed_at["done"], "the writer finished before it could be killed"
     resumed = CurationLoop(run_dir).run()
     assert _metrics(resumed) == _metrics(full)
-    assert resumed.state["labeled_ids"] == full.state["labeled_ids"]
+    assert resumed.labeled_ids == full.labeled_ids
 
 
 def test_new_run_needs_config_and_a_resumed_one_must_match(tmp_path):
@@ -110,7 +111,7 @@ def test_new_run_needs_config_and_a_resumed_one_must_match(tmp_path):
 @pytest.mark.parametrize(
     "field,value,match",
     [
-        ("dataset", "imagenet", "dataset"),
+        ("data", "imagenet", "data"),
         ("strategy", "magic", "strategy"),
         ("budget", 0, "budget"),
         ("labeler", "robot", "labeler"),
@@ -127,7 +128,7 @@ def test_bad_config(tmp_path, field, value, match):
 def test_human_labeler_waits_for_the_store(tmp_path):
     loop = CurationLoop(tmp_path / "run", small(labeler="human", rounds=1))
     loop.step()  # bootstrap select
-    batch = list(loop.state["batch"])
+    batch = list(loop.batch)
     assert len(batch) == 12
     with pytest.raises(WaitingForLabels) as exc:
         loop.step()
@@ -145,8 +146,8 @@ def test_human_labeler_waits_for_the_store(tmp_path):
         loop.store.record(int(item), "label", annotator="alice", label=int(lab))
     loop.step()  # label
     loop.step()  # integrate
-    assert loop.state["labeled_ids"] == batch
-    np.testing.assert_array_equal(loop.state["labeled_y"], truth)
+    assert loop.labeled_ids == batch
+    np.testing.assert_array_equal(loop.labeled_y, truth)
 
 
 def test_noisy_annotators_and_consensus(tmp_path):
@@ -154,33 +155,33 @@ def test_noisy_annotators_and_consensus(tmp_path):
     loop.run()
     ev = loop.store.events()
     assert len(ev) == 3 * 60 and ev["annotator"].nunique() == 3
-    true = loop.dataset.oracle.true_labels(loop.state["labeled_ids"])
-    got = np.asarray(loop.state["labeled_y"])
+    true = loop.dataset.oracle.true_labels(loop.labeled_ids)
+    got = np.asarray(loop.labeled_y)
     # weighted majority of (perfect, 90%, 20%) annotators: right wherever two agree with truth
     assert (got == true).mean() >= 0.9
     per_annot = ev.groupby("annotator").apply(
         lambda g: (g.sort_values("item_id")["label"].astype(int).to_numpy()
                    == loop.dataset.oracle.true_labels(g.sort_values("item_id")["item_id"].astype(int)))
         .mean(), include_groups=False)
-    assert per_annot["sim0"] == 1.0 and per_annot["sim2"] < 0.5
+    assert per_annot["annotator-0"] == 1.0 and per_annot["annotator-2"] < 0.5
 
 
 def test_stopping_criteria(tmp_path):
     # diminishing returns: any gain below 1.0 counts, so it stops after `stop_patience` rounds
     loop = CurationLoop(tmp_path / "a", small(rounds=6, stop_gain_delta=1.0, stop_patience=1)).run()
-    assert loop.state["stop_reason"].startswith("diminishing returns")
-    assert len(loop.state["metrics"]) == 2
+    assert loop.stop_reason.startswith("diminishing returns")
+    assert len(loop.results()) == 2
     loop = CurationLoop(tmp_path / "b", small(rounds=6, stop_diversity_delta=10.0, stop_patience=2)).run()
-    assert loop.state["stop_reason"].startswith("diversity converged")
-    assert len(loop.state["metrics"]) == 3
+    assert loop.stop_reason.startswith("diversity converged")
+    assert len(loop.results()) == 3
 
 
 def test_balanced_training_runs_and_changes_the_model(tmp_path):
     a = CurationLoop(tmp_path / "a", small(rounds=0, n_initial=40)).run()
     b = CurationLoop(tmp_path / "b", small(rounds=0, n_initial=40, balance=True)).run()
-    assert a.state["labeled_ids"] == b.state["labeled_ids"]
-    pa = a.ensemble().predict_proba(a.dataset.test.X)
-    pb = b.ensemble().predict_proba(b.dataset.test.X)
+    assert a.labeled_ids == b.labeled_ids
+    pa = a.model().predict_proba(a.dataset.test.X)
+    pb = b.model().predict_proba(b.dataset.test.X)
     assert not np.allclose(pa, pb)
 
 
@@ -197,8 +198,8 @@ def test_synthetic_items_join_only_once_validated(tmp_path, strategy):
     ev = loop.store.events(item_ids=synth["item_id"].tolist())
     assert set(ev["kind"]) <= {"accept", "reject"} and len(ev) == 10
     accepted = set(int(i) for i in loop.store.accepted(loop.config.q_min))
-    joined = set(loop.state["synthetic_ids"])
+    joined = set(loop.synthetic_ids)
     assert joined == accepted & set(synth["item_id"].astype(int))
     X, y, ids = loop.training_set()
-    assert len(X) == len(loop.state["labeled_ids"]) + len(joined)
+    assert len(X) == len(loop.labeled_ids) + len(joined)
     assert loop.results()["synthetic"].iloc[-1] == len(joined)

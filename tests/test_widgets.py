@@ -506,8 +506,10 @@ def test_sampler_proposal_follows_controls(rng):
     kde2 = GaussianKDE(bandwidth=sp.bandwidth, device="cpu").fit(Z)
     ref2 = select_low_density(Z, kde2, 12, eps=sp.eps, temperature=0.1, random_state=3)
     assert sp.proposal["ids"] == [ids[k] for k in ref2]
-    # at low temperature the far cluster (the sparse region) dominates the proposal
-    assert sum(int(i[1:]) >= 150 for i in sp.proposal["ids"]) >= 8
+    # at low temperature the far cluster (the sparse region, 10 of 160 points) dominates the
+    # proposal: 8 of 12 here, which is also the T -> 0 limit (the 12 lowest-density points hold
+    # 8 far ones), so ">= 8" had no headroom. At T = 1: 2-3; a uniform draw: 0.75 on average.
+    assert sum(int(i[1:]) >= 150 for i in sp.proposal["ids"]) >= 6
 
 
 def test_sampler_make_batch_button_and_synthetic(rng):
@@ -624,7 +626,7 @@ def test_dashboard_reads_the_loop_shapes():
     assert dash.series("d_score") == [1.0, 1.2]
 
     class FakeLoop:
-        state = {"bandit_history": bandit[:1]}
+        bandit_history = bandit[:1]
 
         def results(self):
             import pandas as pd

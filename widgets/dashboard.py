@@ -147,7 +147,7 @@ class LoopDashboard:
         """Replace the whole history (list of dicts or DataFrame) and redraw.
 
         ``bandit_history``: optional list of ``{"round", "pulls", "means"}`` with cumulative
-        pulls and mean rewards per arm (``helpers.loop``'s ``state["bandit_history"]``);
+        pulls and mean rewards per arm (``CurationLoop.bandit_history``);
         it takes precedence over ``arm_pulls`` / ``arm_rewards`` in ``history``.
         Bad input raises ``TypeError`` and leaves the figures as they were.
         """
@@ -193,7 +193,7 @@ class LoopDashboard:
 
     def update_from_loop(self, loop: Any) -> None:
         """Redraw from a ``helpers.loop.CurationLoop`` (its results and bandit history)."""
-        self.update(loop.results(), bandit_history=loop.state.get("bandit_history"))
+        self.update(loop.results(), bandit_history=loop.bandit_history)
 
     def series(self, key: str) -> list[float]:
         """The plotted y values of one metric (for tests and notebooks)."""

@@ -1,6 +1,6 @@
 """Labeler: a keyboard-first batch labeling widget (anywidget with its own front end).
 
-The widget is a view over a :class:`helpers.store.LabelStore`: every action is written to
+The widget is a view over a :class:`gapscope.helpers.store.LabelStore`: every action is written to
 the store at once (append-only events with provenance cues) and the per-item state the
 grid shows is read back from ``store.status``. Re-opened on the same store (for example
 after a kernel restart) it therefore shows what was already done and continues.
