@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m helpers.cli run --config notebooks/grids/default.yaml --out $(RUN_DIR)
+	$(BIN)/python -m gapscope.helpers.cli run --config notebooks/grids/default.yaml --out $(RUN_DIR)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests
@@ -47,7 +47,7 @@ bench: $(STAMP)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 lint: $(STAMP)
-	$(BIN)/ruff check helpers widgets tests benchmarks
+	$(BIN)/ruff check helpers widgets tests benchmarks notebooks
 	$(BIN)/mypy
 
 clean-runs:
