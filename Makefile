@@ -47,7 +47,7 @@ bench: $(STAMP)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 lint: $(STAMP)
-	$(BIN)/ruff check helpers widgets tests benchmarks notebooks
+	$(BIN)/ruff check helpers widgets tests benchmarks
 	$(BIN)/mypy
 
 clean-runs:
