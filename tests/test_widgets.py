@@ -166,7 +166,7 @@ def test_labeler_keyboard_writes_every_action_with_cues(store, images):
     assert lab.label_names == ["0", "1", "2"] and lab.tag_names == ["blurry", "ambiguous"]
     key(lab, "a")  # it0 accept model label 0
     key(lab, "x")  # it1 reject
-    key(lab, "1")  # it2: model says 2, annotator says 0 -> correct
+    key(lab, "0")  # it2: model says 2, annotator says 0 -> correct (key 0 is label "0")
     key(lab, "f")  # it3 bias flag (cursor stays)
     key(lab, " ")  # it3 skip -> cursor moves on
     assert rows(store) == [
@@ -193,10 +193,47 @@ def test_labeler_keyboard_writes_every_action_with_cues(store, images):
     assert set(KEYMAP) >= {"a", "x", " ", "Backspace", "f", "ArrowLeft", "ArrowRight"}
 
 
+def test_digit_keys_pick_the_label_named_by_the_digit_or_the_nth_option():
+    from gapscope.widgets.labeler import label_keys
+
+    assert label_keys([str(d) for d in range(10)]) == [str(d) for d in range(10)]
+    assert label_keys(["3", "1", "7"]) == ["3", "1", "7"]
+    assert label_keys(["cat", "dog"]) == ["1", "2"]
+    names = [f"c{k}" for k in range(11)]
+    assert label_keys(names) == [str(k) for k in range(1, 10)] + ["", ""]
+
+
+def test_digit_keys_on_ten_digit_labels_reach_every_label(tmp_path, images):
+    from gapscope.helpers.store import LabelStore
+
+    with LabelStore(run_dir=tmp_path / "ten") as s:
+        s.set_schema(list(range(10)))
+        ids = [f"d{k}" for k in range(10)]
+        s.add_items(ids, dataset="t")
+        lab = Labeler(s, ids, content={i: images["it0"] for i in ids}, kind="image", annotator="ann")
+        assert lab.label_keys == [str(d) for d in range(10)]
+        for d in (4, 9, 0):  # the reported defect: key 4 gave label 3, 9 unreachable, 0 an error
+            key(lab, str(d))
+        assert [int(v) for v in s.events()["label"]] == [4, 9, 0]
+
+
+def test_ms_on_item_is_the_browser_time_between_actions(store, images):
+    lab = make_labeler(store, images)
+    send = lambda c: lab._on_frontend_msg(lab, c, [])  # noqa: E731
+    send({"type": "shown", "first": "it0", "t": 1_000.0, "uid": "v:1"})
+    send({"type": "key", "key": "a", "t": 1_250.0, "uid": "v:2"})    # 250 ms on it0
+    send({"type": "key", "key": "f", "t": 1_300.0, "uid": "v:3"})    # it1 current since 1250
+    send({"type": "key", "key": "x", "t": 1_700.0, "uid": "v:4"})    # 400 ms since the flag
+    # a burst: messages applied late by the kernel still measure browser time
+    send({"type": "key", "key": "a", "t": 1_710.0, "uid": "v:5"})
+    ms = [c["ms_on_item"] for c in store.events()["cues"]]
+    assert ms == [250.0, 50.0, 400.0, 10.0]
+
+
 def test_labeler_undo_cancels_the_last_action(store, images):
     lab = make_labeler(store, images)
     key(lab, "a")
-    key(lab, "2")  # it1: model 1, picked "1" -> accept
+    key(lab, "1")  # it1: model 1, picked "1" -> accept
     key(lab, "Backspace")
     ev = store.events()
     assert list(ev["kind"]) == ["accept", "accept", "undo"]
@@ -239,7 +276,7 @@ def test_labeler_reopened_after_restart_shows_progress_and_continues(store, imag
     lab = make_labeler(store, images)
     key(lab, "a")
     key(lab, "x")
-    key(lab, "1")  # it2: model 2, annotator 0 -> correct
+    key(lab, "0")  # it2: model 2, annotator 0 -> correct
     store.close()
     # a "kernel restart": new store object on the same file, new widget on the same batch
     store2 = LabelStore(run_dir=tmp_path)
@@ -256,10 +293,10 @@ def test_labeler_reopened_after_restart_shows_progress_and_continues(store, imag
 
 def test_labeler_bad_input_is_visible_and_writes_nothing(store, images):
     lab = make_labeler(store, images)
-    # unknown label key: 3 labels, key 7
-    with pytest.raises(LabelerError, match="no label 7"):
+    # unknown label key: labels 0, 1, 2, key 7
+    with pytest.raises(LabelerError, match="no label for key 7"):
         lab.press("7")
-    assert lab.message_kind == "error" and "no label 7" in lab.message
+    assert lab.message_kind == "error" and "no label for key 7" in lab.message
     key(lab, "7")  # from the browser: shown, not raised
     key(lab, "q")
     assert "not a Labeler key" in lab.message and len(store.events()) == 0
@@ -581,7 +618,7 @@ def test_labeler_applies_browser_messages_in_sequence_order(store, images):
     lab = make_labeler(store, images)
     msgs = [
         {"type": "key", "key": k, "uid": f"view1:{n}"}
-        for n, k in enumerate(["a", "x", "2"], start=1)
+        for n, k in enumerate(["a", "x", "1"], start=1)
     ]
     for m in (msgs[0], msgs[2], msgs[1], msgs[1]):  # 3 before 2, then 2 twice
         lab._on_frontend_msg(lab, m, [])

@@ -59,6 +59,15 @@ class LabelerError(ValueError):
     """An action the Labeler refused (the message is also shown in the widget)."""
 
 
+def label_keys(names: Sequence[str]) -> list[str]:
+    """The digit key of each label: the label's own name when the labels are digits (0-9),
+    otherwise ``"1"``-``"9"`` for the first nine labels in order and ``""`` for the rest."""
+    names = [str(n) for n in names]
+    if len(set(names)) == len(names) and all(len(n) == 1 and n.isdigit() for n in names):
+        return names
+    return [str(k + 1) if k < 9 else "" for k in range(len(names))]
+
+
 def _schema(store_schema: Any) -> tuple[list[Any], list[str]]:
     """(labels as stored, tags) from ``store.schema()``."""
     if not isinstance(store_schema, Mapping) or "labels" not in store_schema:
@@ -101,8 +110,10 @@ class Labeler(anywidget.AnyWidget):
         Labels of those exemplars (schema labels); default: their current label in the
         store (exemplars from a seed set outside the store need this).
     label_names : sequence of str, optional
-        Display names of the schema's labels (e.g. a dataset's ``class_names``); keys
-        ``1``-``9`` pick them in this order.
+        Display names of the schema's labels (e.g. a dataset's ``class_names``). Digit
+        keys pick them: the label named by the digit when the labels are ``0``-``9``,
+        otherwise ``1``-``9`` the first nine labels in order (:func:`label_keys`; the key is
+        shown beside each name in the card's menu).
     annotator : str
         Who is labeling; written with every event.
     round : int
@@ -122,7 +133,8 @@ class Labeler(anywidget.AnyWidget):
     Notes
     -----
     Keys (while the widget has focus): ``a`` accept, ``x`` reject, space skip, backspace
-    undo, ``f`` flag bias, ``o`` out of scope, ``1``-``9`` choose a label, arrows move.
+    undo, ``f`` flag bias, ``o`` out of scope, digits choose a label (see ``label_keys``),
+    arrows move.
     Buttons on each card do the same; "Accept all" accepts every open item in one
     transaction.
     """
@@ -134,6 +146,8 @@ class Labeler(anywidget.AnyWidget):
     previews = traitlets.Dict().tag(sync=True)
     states = traitlets.List(traitlets.Dict()).tag(sync=True)
     label_names = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    #: the key that picks each label ("" for labels reached only through the menu)
+    label_keys = traitlets.List(traitlets.Unicode()).tag(sync=True)
     tag_names = traitlets.List(traitlets.Unicode()).tag(sync=True)
     cursor = traitlets.Int(0).tag(sync=True)
     done = traitlets.Int(0).tag(sync=True)
@@ -177,6 +191,11 @@ class Labeler(anywidget.AnyWidget):
         self._sid: dict[str, Any] = {}  # str(id) -> id as the store keeps it (int or str)
         self._inbox: dict[str, dict] = {}  # browser view -> next seq and held messages
         self._t_item = time.monotonic()
+        # the browser's clock (ms) when the focused item became current, and of the message
+        # being applied: ms_on_item is the difference of two browser timestamps, exact
+        # whatever the kernel's latency (None until the browser has said when it showed it)
+        self._t_since: float | None = None
+        self._msg_t: float | None = None
         self._action_callbacks: list[Callable[[dict], Any]] = []
         self._labels, tags = _schema(self._call("schema"))
         if not self._labels:
@@ -191,6 +210,7 @@ class Labeler(anywidget.AnyWidget):
                     f"{self._labels}), got {len(names)}"
                 )
         self.label_names, self.tag_names = names, tags
+        self.label_keys = label_keys(names)
         self.on_msg(self._on_frontend_msg)
         self.observe(self._on_cursor, names="cursor")
         self.set_batch(
@@ -234,6 +254,7 @@ class Labeler(anywidget.AnyWidget):
             self.cursor = nxt[0] if nxt else 0
             self.message, self.message_kind = "", ""
         self._undo_stack = undo_stack
+        self._t_since = None
 
     def _build_batch(
         self,
@@ -418,6 +439,7 @@ class Labeler(anywidget.AnyWidget):
 
     def _on_cursor(self, change: dict) -> None:
         self._t_item = time.monotonic()
+        self._t_since = self._msg_t
 
     def on_action(self, callback: Callable[[dict], Any], *, remove: bool = False) -> None:
         """Call ``callback(info)`` after each action was stored; ``info`` has ``action``,
@@ -452,42 +474,55 @@ class Labeler(anywidget.AnyWidget):
             q["next"] += 1
 
     def _apply_msg(self, content: Mapping) -> None:
+        t = content.get("t")
+        t = float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else None
+        kind = content.get("type")
+        if kind == "shown":  # the browser drew this batch: its first item is current from t
+            if self._t_since is None and content.get("first") == (self.items[0]["id"] if self.items else None):
+                self._t_since = t
+            return
+        ms = content.get("ms")
+        if t is not None and self._t_since is not None:
+            ms = max(0.0, t - self._t_since)
+        self._msg_t = t
         try:
-            if content.get("type") == "key":
+            if kind == "key":
                 self.press(
                     str(content.get("key", "")),
                     index=content.get("index"),
-                    ms=content.get("ms"),
+                    ms=ms,
                     source="key",
                     uid=content.get("uid"),
                 )
-            elif content.get("type") == "action":
+            elif kind == "action":
                 self.act(
                     str(content.get("action", "")),
                     index=content.get("index"),
                     label=content.get("label"),
                     tag=content.get("tag"),
-                    ms=content.get("ms"),
+                    ms=ms,
                     source="click",
                     uid=content.get("uid"),
                 )
         except ValueError:
             pass  # already shown in the widget by act(); the browser cannot take an exception
+        finally:
+            self._msg_t = None
 
     # ------------------------------------------------------------------ public actions
     def press(self, key: str, *, index: int | None = None, **kw: Any) -> list[Any]:
         """Handle a key exactly as the browser does (``"a"``, ``" "``, ``"3"``, ...)."""
         if key in KEYMAP:
             return self.act(KEYMAP[key], index=index, **kw)
-        if len(key) == 1 and key.isdigit() and key != "0":
-            k = int(key)
-            if k > len(self.label_names):
-                names = ", ".join(f"{i + 1} {n}" for i, n in enumerate(self.label_names))
-                msg = f"key {key!r}: there is no label {k} (labels: {names})"
+        if len(key) == 1 and key.isdigit():
+            keys = list(self.label_keys)
+            if key not in keys:
+                names = ", ".join(f"{k} {n}" for k, n in zip(keys, self.label_names, strict=True) if k)
+                msg = f"key {key!r}: there is no label for key {key} (keys: {names})"
                 self._show(msg, "error")
                 raise LabelerError(msg)
-            return self.act("relabel", index=index, label=self.label_names[k - 1], **kw)
-        msg = f"key {key!r}: not a Labeler key (a, x, space, backspace, f, o, 1-9, arrows)"
+            return self.act("relabel", index=index, label=self.label_names[keys.index(key)], **kw)
+        msg = f"key {key!r}: not a Labeler key (a, x, space, backspace, f, o, digits, arrows)"
         self._show(msg, "error")
         raise LabelerError(msg)
 
@@ -614,8 +649,10 @@ class Labeler(anywidget.AnyWidget):
         if action in _FINISHING:
             nxt = self._next_open(i)
             self.cursor = nxt
-        else:
+        else:  # the time on the item counts again from this action
             self._t_item = time.monotonic()
+            if self._msg_t is not None:
+                self._t_since = self._msg_t
         shown = self._label_name(kw["label"], name="label") if "label" in kw else None
         self._show(f"{item['id']}: {kind}" + (f" {shown}" if shown is not None else ""))
         self._emit(

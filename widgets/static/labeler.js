@@ -31,8 +31,7 @@ function render({ model, el }) {
   const progress = h("span", "gl-progress");
   const acceptAll = h("button", "gl-btn gl-accept-all", "Accept all");
   const undoBtn = h("button", "gl-btn gl-undo", "Undo");
-  const help = h("span", "gl-help",
-    "a accept · x reject · space skip · ⌫ undo · f bias · o out of scope · 1-9 label · arrows move");
+  const help = h("span", "gl-help");
   head.append(title, progress, acceptAll, undoBtn, help);
   const msg = h("div", "gl-msg");
   const grid = h("div", "gl-grid");
@@ -41,13 +40,14 @@ function render({ model, el }) {
 
   let seq = 0;
   const session = Math.random().toString(36).slice(2, 10);
-  let since = performance.now();
-  let lastCursor = model.get("cursor");
+  // one clock for every message: the kernel takes ms_on_item as the difference of two of
+  // these timestamps, so the kernel's latency never enters the measured time
+  const now = () => performance.timeOrigin + performance.now();
 
   function send(content) {
     seq += 1;
     content.uid = session + ":" + seq;
-    content.ms = Math.round(performance.now() - since);
+    content.t = now();
     model.send(content);
   }
 
@@ -56,28 +56,50 @@ function render({ model, el }) {
     root.focus();
   }
 
-  function draw() {
-    const items = model.get("items") || [];
-    const states = model.get("states") || [];
-    const previews = model.get("previews") || {};
-    const labels = model.get("label_names") || [];
-    const tags = model.get("tag_names") || [];
-    const cursor = model.get("cursor");
+  // The cards are built once per batch; a key press patches only the cards whose state
+  // changed and the two whose cursor mark moved (a 200-item batch stays fast).
+  let cards = [];
+  let drawn = [];        // per card: the JSON of the state it shows
+  let shownCursor = -1;
+
+  function header() {
     title.textContent = model.get("title") || "Labeler";
     progress.textContent = `${model.get("done")} / ${model.get("total")} done`;
     const m = model.get("message") || "";
     msg.textContent = m;
     msg.className = "gl-msg" + (model.get("message_kind") === "error" ? " gl-error" : "");
     msg.style.display = m ? "" : "none";
-    grid.replaceChildren();
-    items.forEach((it, i) => {
-      const st = states[i] || {};
+    const keys = model.get("label_keys") || [];
+    const span = keys.filter((k) => k).join("");
+    help.textContent = "a accept · x reject · space skip · ⌫ undo · f bias · o out of scope · "
+      + (span ? `${keys.filter((k) => k)[0]}-${keys.filter((k) => k).slice(-1)[0]} label · ` : "")
+      + "arrows move";
+  }
+
+  function paintState(card, st) {
+    card.className = "gl-card" + (st.action ? " gl-" + st.action : "") + (st.done ? " gl-done" : "");
+    card._badge.textContent = st.action ? st.action + (st.label ? ": " + st.label : "") : "open";
+    const flags = [];
+    if (st.bias) flags.push("⚑ bias");
+    if (st.oos) flags.push("⊘ out of scope");
+    if (st.tags && st.tags.length) flags.push("# " + st.tags.join(", "));
+    card._flags.textContent = flags.join("  ");
+    card._flags.style.display = flags.length ? "" : "none";
+    card._chips.forEach((chip, t) => {
+      chip.className = "gl-chip" + (st.tags && st.tags.includes(t) ? " gl-on" : "");
+    });
+  }
+
+  function build() {
+    const items = model.get("items") || [];
+    const previews = model.get("previews") || {};
+    const labels = model.get("label_names") || [];
+    const keys = model.get("label_keys") || [];
+    const tags = model.get("tag_names") || [];
+    cards = items.map((it, i) => {
       const card = h("div", "gl-card");
       card.dataset.index = String(i);
       card.dataset.itemId = it.id;
-      if (i === cursor) card.classList.add("gl-current");
-      if (st.action) card.classList.add("gl-" + st.action);
-      if (st.done) card.classList.add("gl-done");
       card.addEventListener("click", (e) => {
         if (e.target.closest("button,select")) return;
         action("goto", i);
@@ -90,14 +112,10 @@ function render({ model, el }) {
       const conf = it.confidence === null || it.confidence === undefined
         ? "" : ` ${(100 * it.confidence).toFixed(0)}%`;
       info.append(h("div", "gl-model", `model: ${ml}${conf}`));
-      const badge = h("div", "gl-state", st.action
-        ? st.action + (st.label ? ": " + st.label : "") : "open");
-      info.append(badge);
-      const flags = [];
-      if (st.bias) flags.push("⚑ bias");
-      if (st.oos) flags.push("⊘ out of scope");
-      if (st.tags && st.tags.length) flags.push("# " + st.tags.join(", "));
-      if (flags.length) info.append(h("div", "gl-flags", flags.join("  ")));
+      card._badge = h("div", "gl-state", "open");
+      info.append(card._badge);
+      card._flags = h("div", "gl-flags");
+      info.append(card._flags);
       top.append(info);
       card.append(top);
       if (it.exemplars && it.exemplars.length) {
@@ -125,28 +143,53 @@ function render({ model, el }) {
       btn("⊘", "gl-b-oos", "flag_out_of_scope", "out of scope (o)");
       const sel = h("select", "gl-relabel");
       sel.append(new Option("label…", ""));
-      labels.forEach((l, k) => sel.append(new Option(`${k + 1} ${l}`, l)));
+      labels.forEach((l, k) => sel.append(new Option(keys[k] && keys[k] !== l ? `${keys[k]}  ${l}` : l, l)));
       sel.addEventListener("change", () => {
         if (sel.value) action("relabel", i, { label: sel.value });
       });
       bar.append(sel);
       card.append(bar);
+      card._chips = new Map();
       if (tags.length) {
         const tg = h("div", "gl-tags");
         tags.forEach((t) => {
-          const chip = h("button", "gl-chip" + (st.tags && st.tags.includes(t) ? " gl-on" : ""), t);
+          const chip = h("button", "gl-chip", t);
           chip.addEventListener("click", () => action("tag", i, { tag: t }));
+          card._chips.set(t, chip);
           tg.append(chip);
         });
         card.append(tg);
       }
-      grid.append(card);
+      return card;
     });
-    const cur = grid.children[cursor];
-    if (cursor !== lastCursor) {
-      since = performance.now();
-      lastCursor = cursor;
-      if (cur && cur.scrollIntoView) cur.scrollIntoView({ block: "nearest" });
+    grid.replaceChildren(...cards);
+    drawn = cards.map(() => null);
+    shownCursor = -1;
+    patch();
+    if (items.length) send({ type: "shown", first: items[0].id });
+  }
+
+  function patch() {
+    header();
+    const states = model.get("states") || [];
+    cards.forEach((card, i) => {
+      const st = states[i] || {};
+      const key = JSON.stringify(st);
+      if (drawn[i] !== key) {
+        paintState(card, st);
+        drawn[i] = key;
+        if (i === shownCursor) card.classList.add("gl-current");
+      }
+    });
+    const cursor = model.get("cursor");
+    if (cursor !== shownCursor) {
+      if (cards[shownCursor]) cards[shownCursor].classList.remove("gl-current");
+      const cur = cards[cursor];
+      if (cur) {
+        cur.classList.add("gl-current");
+        if (cur.scrollIntoView) cur.scrollIntoView({ block: "nearest" });
+      }
+      shownCursor = cursor;
     }
   }
 
@@ -168,16 +211,14 @@ function render({ model, el }) {
   acceptAll.addEventListener("click", () => action("accept_all", model.get("cursor")));
   undoBtn.addEventListener("click", () => action("undo", model.get("cursor")));
 
-  for (const name of ["items", "states", "previews", "cursor", "done", "total", "message",
-    "message_kind", "label_names", "tag_names", "title"]) {
-    model.on("change:" + name, draw);
-  }
-  draw();
+  const rebuildOn = ["items", "previews", "label_names", "label_keys", "tag_names"];
+  const patchOn = ["states", "cursor", "done", "total", "message", "message_kind", "title"];
+  for (const name of rebuildOn) model.on("change:" + name, build);
+  for (const name of patchOn) model.on("change:" + name, patch);
+  build();
   return () => {
-    for (const name of ["items", "states", "previews", "cursor", "done", "total", "message",
-      "message_kind", "label_names", "tag_names", "title"]) {
-      model.off("change:" + name, draw);
-    }
+    for (const name of rebuildOn) model.off("change:" + name, build);
+    for (const name of patchOn) model.off("change:" + name, patch);
   };
 }
 
