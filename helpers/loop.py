@@ -735,6 +735,11 @@ class CurationLoop:
             return self._cached("clusters", self._compute_clusters)["clusters"]
         raise KeyError(what)
 
+    def pool_view(self) -> dict[str, np.ndarray]:
+        """This round's model view of the pool, for widgets: ``probs`` (M, n, C) and
+        ``embedding`` (n, k), computed by the ``embed`` step (or now, once)."""
+        return {k: self._round_array(k) for k in ("probs", "embedding")}
+
     def _score(self, name: str) -> np.ndarray:
         from . import scoring
 

@@ -21,6 +21,8 @@ _EXPORTS = {
     "LabelerError": "labeler",
     "KEYMAP": "labeler",
     "LoopDashboard": "dashboard",
+    "LoopView": "loop_view",
+    "ensemble_agreement": "loop_view",
     "nearest_exemplars": "_common",
     "map_density": "_common",
     "selection_mask": "_common",

@@ -148,6 +148,10 @@ class Labeler(anywidget.AnyWidget):
     label_names = traitlets.List(traitlets.Unicode()).tag(sync=True)
     #: the key that picks each label ("" for labels reached only through the menu)
     label_keys = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    #: keys the owner handles (``on_key``), forwarded by the browser like the labeler's own
+    extra_keys = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    #: what the confidence number is, shown beside it on each card ("agreement", "p", ...)
+    confidence_name = traitlets.Unicode("").tag(sync=True)
     tag_names = traitlets.List(traitlets.Unicode()).tag(sync=True)
     cursor = traitlets.Int(0).tag(sync=True)
     done = traitlets.Int(0).tag(sync=True)
@@ -197,6 +201,7 @@ class Labeler(anywidget.AnyWidget):
         self._t_since: float | None = None
         self._msg_t: float | None = None
         self._action_callbacks: list[Callable[[dict], Any]] = []
+        self._key_callbacks: dict[str, Callable[[], Any]] = {}
         self._labels, tags = _schema(self._call("schema"))
         if not self._labels:
             raise ValueError("store: its schema has no labels; call store.set_schema(labels) first")
@@ -449,6 +454,19 @@ class Labeler(anywidget.AnyWidget):
         else:
             self._action_callbacks.append(callback)
 
+    def on_key(self, key: str, callback: Callable[[], Any]) -> None:
+        """Call ``callback()`` when ``key`` is pressed in the widget (e.g. ``"r"`` to retrain).
+
+        Raises
+        ------
+        ValueError
+            ``key`` is one of the Labeler's own keys or a digit.
+        """
+        if not isinstance(key, str) or len(key) != 1 or key in KEYMAP or key.isdigit():
+            raise ValueError(f"key: expected one character that is not a Labeler key, got {key!r}")
+        self._key_callbacks[key] = callback
+        self.extra_keys = sorted(self._key_callbacks)
+
     def _on_frontend_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
         """Messages from the browser: {"type": "key"|"action", "uid": "<view>:<seq>", ...}.
 
@@ -512,6 +530,9 @@ class Labeler(anywidget.AnyWidget):
     # ------------------------------------------------------------------ public actions
     def press(self, key: str, *, index: int | None = None, **kw: Any) -> list[Any]:
         """Handle a key exactly as the browser does (``"a"``, ``" "``, ``"3"``, ...)."""
+        if key in self._key_callbacks:
+            self._key_callbacks[key]()
+            return []
         if key in KEYMAP:
             return self.act(KEYMAP[key], index=index, **kw)
         if len(key) == 1 and key.isdigit():

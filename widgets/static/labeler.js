@@ -109,8 +109,9 @@ function render({ model, el }) {
       const info = h("div", "gl-info");
       info.append(h("div", "gl-id", it.id));
       const ml = it.model_label === null || it.model_label === undefined ? "—" : it.model_label;
+      const cname = model.get("confidence_name") || "";
       const conf = it.confidence === null || it.confidence === undefined
-        ? "" : ` ${(100 * it.confidence).toFixed(0)}%`;
+        ? "" : ` ${(100 * it.confidence).toFixed(0)}%${cname ? " " + cname : ""}`;
       info.append(h("div", "gl-model", `model: ${ml}${conf}`));
       card._badge = h("div", "gl-state", "open");
       info.append(card._badge);
@@ -201,7 +202,7 @@ function render({ model, el }) {
     }
     if (e.ctrlKey || e.metaKey || e.altKey) return;
     const k = e.key;
-    if (!(KEYS.has(k) || /^[0-9]$/.test(k))) return;
+    if (!(KEYS.has(k) || /^[0-9]$/.test(k) || (model.get("extra_keys") || []).includes(k))) return;
     e.preventDefault();
     e.stopPropagation(); // keep JupyterLab's command-mode shortcuts (a, x, 1, ...) out of it
     // no index: the kernel applies keys in order to its own cursor, so fast typing
@@ -211,7 +212,7 @@ function render({ model, el }) {
   acceptAll.addEventListener("click", () => action("accept_all", model.get("cursor")));
   undoBtn.addEventListener("click", () => action("undo", model.get("cursor")));
 
-  const rebuildOn = ["items", "previews", "label_names", "label_keys", "tag_names"];
+  const rebuildOn = ["items", "previews", "label_names", "label_keys", "tag_names", "confidence_name"];
   const patchOn = ["states", "cursor", "done", "total", "message", "message_kind", "title"];
   for (const name of rebuildOn) model.on("change:" + name, build);
   for (const name of patchOn) model.on("change:" + name, patch);

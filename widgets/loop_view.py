@@ -1,0 +1,251 @@
+"""LoopView: the loop a person drives -- label the batch, retrain in the background, next batch.
+
+A view over one :class:`gapscope.helpers.loop.CurationLoop` with ``labeler="human"``: it holds
+the loop and the widgets and only wires their callbacks (no data of its own that is not also
+in the loop's folder or its label store, so a restarted kernel continues where it stopped).
+
+* the :class:`~gapscope.widgets.Labeler` shows the loop's current batch with the model's label,
+  its confidence (ensemble agreement: the share of members whose vote is the shown label;
+  the card says so) and the nearest labeled exemplars in the model's embedding;
+* "Retrain" (the button, or ``r`` in the Labeler) runs the loop's steps in a background thread
+  with a progress bar: integrate the labels, train, evaluate, embed, select; the widgets keep
+  answering meanwhile, and the next batch appears when the loop waits for labels again;
+* the :class:`~gapscope.widgets.LoopDashboard` gains a round;
+* the map is the 2-D PCA of this round's model embedding, rebuilt after every retrain.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+__all__ = ["LoopView", "ensemble_agreement"]
+
+
+def ensemble_agreement(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(label, agreement) per item from member probabilities of shape (M, n, C).
+
+    ``label`` is the argmax of the mean probability; ``agreement`` the share of the M
+    members whose own argmax is that label (1/M steps). With M = 1 it is the member's
+    probability of the label instead (the only number a single model gives).
+    """
+    P = np.asarray(probs, dtype=np.float64)
+    if P.ndim != 3:
+        raise ValueError(f"probs: expected shape (M, n, C), got {P.shape}")
+    label = P.mean(axis=0).argmax(axis=1)
+    if P.shape[0] == 1:
+        return label, P[0, np.arange(P.shape[1]), label]
+    votes = P.argmax(axis=2)
+    return label, (votes == label[None]).mean(axis=0)
+
+
+class LoopView:
+    """Label -> retrain -> next batch over a ``CurationLoop(labeler="human")``.
+
+    Parameters
+    ----------
+    loop : gapscope.helpers.loop.CurationLoop
+        A loop with ``labeler="human"``; its store is where the Labeler writes.
+    annotator : str
+        Who labels (written with every event).
+    content : mapping, callable or None
+        The items for previews (default: the pool's features by id).
+    kind : {"image", "signal", "vector", "text"}, optional
+        Preview kind (default: the dataset's kind).
+    show_map : bool, default True
+        Show the 2-D map of the model embedding (PCA), rebuilt after each retrain.
+
+    Attributes
+    ----------
+    labeler, dashboard, map : the widgets
+    busy : bool
+        True while the background thread runs loop steps.
+    """
+
+    def __init__(
+        self,
+        loop: Any,
+        *,
+        annotator: str = "annotator",
+        content: Any = None,
+        kind: str | None = None,
+        show_map: bool = True,
+    ) -> None:
+        import ipywidgets as W
+
+        from .dashboard import LoopDashboard
+        from .labeler import Labeler
+
+        if getattr(loop.config, "labeler", None) != "human":
+            raise ValueError(
+                f"loop: expected a CurationLoop with labeler='human', got labeler={loop.config.labeler!r}"
+            )
+        self.loop = loop
+        ds = loop.dataset
+        self.kind = kind or ("image" if ds.kind == "image" else "signal" if ds.kind == "signal" else "vector")
+        pos = {int(i): k for k, i in enumerate(ds.pool.ids)}
+        self.content = content if content is not None else (lambda i: ds.pool.X[pos[int(i)]])
+        self.show_map = show_map
+        self.busy = False
+        self.error: str | None = None
+        self._thread: threading.Thread | None = None
+        self.dashboard = LoopDashboard()
+        self.progress = W.FloatProgress(value=0.0, min=0.0, max=1.0, description="", layout={"width": "260px"})
+        self.status = W.HTML("")
+        self.retrain_button = W.Button(description="Retrain (r)", button_style="primary", icon="refresh")
+        self.retrain_button.on_click(lambda _b: self.retrain())
+        self.map: Any = None
+        self._map_box = W.Box()
+        self.labeler = Labeler(
+            loop.store,
+            [str(i) for i in ds.pool.ids[:1]],
+            content=self.content,
+            kind=self.kind,
+            label_names=ds.class_names,
+            annotator=annotator,
+            round=max(0, loop.round + 1),
+            title="",
+        )
+        self.labeler.on_key("r", lambda: self.retrain())
+        self.widget = W.VBox(
+            [
+                W.HBox([self.retrain_button, self.progress, self.status]),
+                self.labeler,
+                W.HBox([self._map_box, self.dashboard.figure]),
+            ]
+        )
+        if loop.next_step == "label" and loop.pending():
+            self._show_round()  # a restarted kernel: the saved batch, with what is done
+        else:
+            self.retrain(background=False)
+
+    def _ipython_display_(self) -> None:  # pragma: no cover - display hook
+        from IPython.display import display
+
+        display(self.widget)
+
+    # ------------------------------------------------------------------ driving
+    def retrain(self, *, background: bool = True) -> None:
+        """Run the loop until it waits for labels again (in a thread unless ``background=False``).
+
+        If the batch is not fully resolved yet, nothing runs and the status says how many
+        items are still open.
+        """
+        if self.busy:
+            self.status.value = "already retraining…"
+            return
+        if self.loop.next_step == "label" and self.loop.pending():
+            n = len(self.loop.pending())
+            self.status.value = f"{n} item(s) of the batch are still open: label, skip, reject or mark them first"
+            return
+        self.busy = True
+        self.retrain_button.disabled = True
+        if background:
+            self._thread = threading.Thread(target=self._advance, name="gapscope-retrain", daemon=True)
+            self._thread.start()
+        else:
+            self._advance()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until a background retrain has finished (for scripts and tests)."""
+        t = self._thread
+        if t is not None:
+            t.join(timeout)
+            return not t.is_alive()
+        return True
+
+    def _advance(self) -> None:
+        from gapscope.helpers.loop import STEPS, WaitingForLabels
+
+        loop = self.loop
+        t0 = time.perf_counter()
+        try:
+            done = 0
+            total = len(STEPS) + 2
+            while not loop.done:
+                name = loop.next_step
+                self.status.value = f"running <b>{name}</b> (round {max(loop.round, 0)})…"
+                try:
+                    loop.step()
+                except WaitingForLabels:
+                    break
+                done += 1
+                self.progress.value = min(1.0, done / total)
+            self.progress.value = 1.0
+            self._show_round()
+            took = time.perf_counter() - t0
+            self.status.value = (
+                f"done: {loop.stop_reason}" if loop.done else f"round {loop.round}: batch of {len(loop.batch)} ready ({took:.1f} s)"
+            )
+            self.error = None
+        except Exception as exc:  # shown in the widget; the loop's saved state is unchanged
+            self.error = f"{type(exc).__name__}: {exc}"
+            self.status.value = f"<span style='color:#b00'>{self.error}</span>"
+        finally:
+            self.busy = False
+            self.retrain_button.disabled = False
+
+    # ------------------------------------------------------------------ views
+    def _show_round(self) -> None:
+        loop = self.loop
+        self.dashboard.update_from_loop(loop)
+        batch = [int(i) for i in loop.batch] + [int(i) for i in loop.state.get("synthetic_batch", [])]
+        if not batch:
+            return
+        real = [int(i) for i in loop.batch]
+        ids = [str(i) for i in real]
+        model_labels = conf = exemplars = None
+        if loop.round >= 0 and real:
+            view = loop.pool_view()
+            idx = loop.dataset.pool.index_of(real)
+            lab, agree = ensemble_agreement(view["probs"][:, idx])
+            model_labels = [int(v) for v in lab]
+            conf = agree
+            from ._common import nearest_exemplars
+
+            have = loop.labeled_ids
+            if have:
+                E = view["embedding"]
+                ref = loop.dataset.pool.index_of(have)
+                exemplars = nearest_exemplars(E[idx], E[ref], [str(i) for i in have], k=3)
+        strategy = (loop.state.get("batch_info") or {}).get("strategy", "")
+        self.labeler.round = loop.round + 1
+        self.labeler.confidence_name = "agreement" if (conf is not None and self._members() > 1) else "p"
+        self.labeler.title = f"round {max(loop.round, 0)} · {strategy} · {len(ids)} items"
+        self.labeler.set_batch(ids, model_labels=model_labels, confidence=conf, exemplars=exemplars)
+        if self.show_map and loop.round >= 0:
+            self._draw_map()
+
+    def _members(self) -> int:
+        try:
+            return int(self.loop.pool_view()["probs"].shape[0])
+        except Exception:  # no model yet
+            return 0
+
+    def _draw_map(self) -> None:
+        from sklearn.decomposition import PCA
+
+        from .latent_map import LatentMap
+
+        loop = self.loop
+        E = loop.pool_view()["embedding"]
+        xy = PCA(n_components=2, random_state=loop.config.seed).fit_transform(E) if E.shape[1] > 2 else E
+        from gapscope.helpers.scoring import predictive_entropy
+
+        u = np.asarray(predictive_entropy(loop.pool_view()["probs"]))
+        self.map = LatentMap(
+            xy,
+            [str(i) for i in loop.dataset.pool.ids],
+            color_by="uncertainty",
+            uncertainty=u,
+            store=loop.store,
+            content=self.content,
+            kind=self.kind,
+            width=560,
+            height=420,
+            title=f"model embedding, round {loop.round}",
+        )
+        self._map_box.children = [self.map.figure]
