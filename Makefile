@@ -40,8 +40,11 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests -m "not slow and not browser"
 
+# JupyterLab on the notebooks, bound to 127.0.0.1 (--allow-root added when run as root);
+# more JupyterLab options through LAB_ARGS, e.g. make lab LAB_ARGS="--no-browser --port 8890"
+LAB_ARGS ?=
 lab: $(STAMP)
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+	$(BIN)/python -m gapscope.helpers.cli lab $(LAB_ARGS)
 
 bench: $(STAMP)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

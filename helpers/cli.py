@@ -79,12 +79,36 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_lab(args: argparse.Namespace) -> int:
+def _has_option(args: list[str], *names: str) -> bool:
+    """Whether ``args`` set one of the options ``names`` (``--x v``, ``--x=v``)."""
+    return any(a == n or a.startswith(n + "=") for a in args for n in names)
+
+
+def lab_command(extra: list[str]) -> list[str]:
+    """The JupyterLab command line of ``gapscope lab`` with the user's options ``extra``.
+
+    Unknown options pass through to JupyterLab (a ``--`` separator is dropped). The
+    server binds 127.0.0.1 unless ``extra`` names an address (``--ip``,
+    ``--ServerApp.ip``); run as root (euid 0), ``--allow-root`` is added, since JupyterLab
+    otherwise refuses to start.
+    """
+    extra = [a for a in extra if a != "--"]  # a separator, never a path for JupyterLab
     from .experiments import NOTEBOOK_DIR
 
-    return subprocess.call(
-        [sys.executable, "-m", "jupyterlab", f"--notebook-dir={NOTEBOOK_DIR}", *args.extra]
-    )
+    cmd = [sys.executable, "-m", "jupyterlab"]
+    if not _has_option(extra, "--notebook-dir", "--ServerApp.root_dir", "--ServerApp.notebook_dir"):
+        cmd.append(f"--notebook-dir={NOTEBOOK_DIR}")
+    if not _has_option(extra, "--ip", "--ServerApp.ip"):
+        cmd.append("--ServerApp.ip=127.0.0.1")
+    geteuid = getattr(os, "geteuid", None)
+    if geteuid is not None and geteuid() == 0:
+        if not _has_option(extra, "--allow-root", "--ServerApp.allow_root", "--no-allow-root"):
+            cmd.append("--allow-root")
+    return cmd + extra
+
+
+def _cmd_lab(args: argparse.Namespace) -> int:
+    return subprocess.call(lab_command(args.extra))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,10 +131,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("out_dir")
     p.add_argument("--html", default=None)
     p.set_defaults(fn=_cmd_report)
-    p = sub.add_parser("lab", help="open JupyterLab on the notebooks")
-    p.add_argument("extra", nargs=argparse.REMAINDER)
+    p = sub.add_parser(
+        "lab",
+        help="open JupyterLab on the notebooks (other options go to JupyterLab)",
+        description="Open JupyterLab on the shipped notebooks, bound to 127.0.0.1 unless an "
+        "--ip is given. Every other option passes through to JupyterLab, e.g. "
+        "`gapscope lab --no-browser --port 8890`.",
+    )
     p.set_defaults(fn=_cmd_lab)
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if args.command == "lab":
+        args.extra = unknown
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     return int(args.fn(args))
 
 

@@ -9,8 +9,13 @@ processes by default or as Ray tasks when asked. Each run gets its own folder::
       runs/<run_id>/executed.ipynb   the executed notebook (kept for failures too)
       runs/<run_id>/results.json     what the notebook wrote (one record per round)
       runs/<run_id>/status.json      ok | failed, error and traceback, wall time
+      runs/<run_id>/worker.log       the run's worker process's own log (local engine)
 
-A failing run is recorded and the others go on; re-running the grid skips finished runs.
+Locally, every run executes in a worker process of its own
+(``python -m gapscope.helpers.experiments _run_one``), at most ``workers`` at once. A failing
+run is recorded and the others go on, whether its notebook raised, its kernel died (killed,
+out of memory) or its worker process was killed; re-running the grid skips finished runs and
+reruns only the others.
 ``collect(out_dir)`` turns the ``results.json`` files into one tidy table and says which
 runs are missing, failed or partial rather than averaging over them silently.
 
@@ -25,10 +30,11 @@ import importlib.resources
 import itertools
 import json
 import os
+import sys
 import time
 import traceback
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -92,8 +98,15 @@ def expand_grid(grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]])
     Parameters
     ----------
     grid : dict of name -> list of values, or list of such dicts, or list of parameter dicts
-        A dict is expanded as a cartesian product (scalars count as one-element lists).
+        A dict is expanded as a cartesian product. Only a list or a tuple is a set of
+        choices; any other value (a scalar, a string, a dict such as
+        ``{"n_pool": 300, "n_test": 200}``) is one value, as if given as a one-element list.
         A list is expanded element by element (each element a dict of lists or of scalars).
+
+    Examples
+    --------
+    >>> expand_grid({"seed": [0, 1], "data_options": {"n_pool": 300}})
+    [{'seed': 0, 'data_options': {'n_pool': 300}}, {'seed': 1, 'data_options': {'n_pool': 300}}]
     """
     if isinstance(grid, Mapping):
         if not grid:
@@ -102,9 +115,7 @@ def expand_grid(grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]])
         values = []
         for k in keys:
             v = grid[k]
-            if isinstance(v, (str, bytes)) or not isinstance(v, Iterable):
-                v = [v]
-            v = list(v)
+            v = list(v) if isinstance(v, (list, tuple)) else [v]
             if not v:
                 raise ValueError(f"grid[{k!r}]: expected at least one value, got an empty list")
             values.append(v)
@@ -167,6 +178,62 @@ def _write_json(path: Path, obj: Any) -> None:
     atomic_write(path, lambda p: p.write_text(json.dumps(obj, indent=2, default=str)))
 
 
+#: Where a grid worker notes its kernel's pid (removed when the run ends).
+_KERNEL_PID_FILE = ".kernel.pid"
+#: A grid worker's own stderr (papermill's log), kept for a worker that dies.
+_WORKER_LOG = "worker.log"
+
+
+def _describe_exit(returncode: int | None) -> str:
+    """``-9`` -> ``"signal 9 (SIGKILL)"``, ``3`` -> ``"exit code 3"``, for status records."""
+    import signal
+
+    if returncode is None:
+        return "exit status unknown"
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = "unknown signal"
+        text = f"signal {-returncode} ({name})"
+        if -returncode == signal.SIGKILL:
+            text += "; the out-of-memory killer sends SIGKILL, see `dmesg`"
+        return text
+    return f"exit code {returncode}"
+
+
+def _recording_kernel_manager(record: dict, pid_file: Path | None):
+    """An AsyncKernelManager that notes the kernel's pid and exit status in ``record``.
+
+    nbclient only says "Kernel died"; the exit status (a signal from the out-of-memory killer,
+    say) is what tells the cause. Returns None when jupyter_client is not the expected one.
+    """
+    try:
+        from jupyter_client.manager import AsyncKernelManager
+    except ImportError:  # pragma: no cover - papermill always brings jupyter_client
+        return None
+
+    class _RecordingKernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
+            await super().start_kernel(**kw)
+            pid = getattr(self.provisioner, "pid", None)
+            record["pid"] = pid
+            if pid_file is not None and pid is not None:
+                try:
+                    pid_file.write_text(str(pid))
+                except OSError:
+                    pass
+
+        async def is_alive(self) -> bool:  # type: ignore[override]
+            if self.has_kernel and self.provisioner is not None:
+                rc = await self.provisioner.poll()
+                if rc is not None:
+                    record["returncode"] = rc
+            return bool(await super().is_alive())
+
+    return _RecordingKernelManager
+
+
 def run_one(
     notebook: str | os.PathLike,
     params: Mapping[str, Any],
@@ -183,7 +250,12 @@ def run_one(
     so concurrent runs do not oversubscribe the cores (oversubscribed OpenMP threads spin:
     measured here, a small k-means went from 6 ms to 490 ms). ``pythonpath`` folders are
     put in front of the kernel's ``PYTHONPATH``, so the user's modules (named by specs such
-    as ``"my_module:my_strategy"`` or in ``modules``) import there.
+    as ``"my_module:my_strategy"`` or in ``modules``) import there. Both are set in this
+    process's environment, which the kernel inherits: :func:`run_grid` calls this in a
+    process of its own per run.
+
+    A kernel that dies (killed, out of memory) is a failed run whose error says
+    ``kernel died`` and how (``signal 9 (SIGKILL)``, say).
     Returns the status record (also written to ``run_dir/status.json``).
     """
     import papermill as pm
@@ -198,11 +270,16 @@ def run_one(
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    # a rerun starts clean: a stale status or results file would speak for this attempt
+    for stale in ("status.json", "results.json", _KERNEL_PID_FILE):
+        (run_dir / stale).unlink(missing_ok=True)
     injected = dict(params)
     injected["run_dir"] = str(run_dir.resolve())
     _write_json(run_dir / "params.json", dict(params))
     t0 = time.perf_counter()
     status: dict[str, Any] = {"params": dict(params), "started": time.time()}
+    kernel: dict[str, Any] = {}
+    km_class = _recording_kernel_manager(kernel, run_dir / _KERNEL_PID_FILE)
     try:
         pm.execute_notebook(
             str(notebook),
@@ -213,15 +290,18 @@ def run_one(
             store_widget_state=False,
             execution_timeout=execution_timeout,
             cwd=str(run_dir),
+            **({"kernel_manager_class": km_class} if km_class is not None else {}),
         )
         if not (run_dir / "results.json").exists():
             raise RuntimeError("the notebook finished but wrote no results.json in run_dir")
         status.update(status=STATUS_OK, error=None, traceback=None)
     except Exception as exc:  # a failed run is recorded; the grid goes on
         tb = traceback.format_exc()
-        status.update(
-            status=STATUS_FAILED, error=f"{type(exc).__name__}: {exc}"[:4000], traceback=tb[-20000:]
-        )
+        error = f"{type(exc).__name__}: {exc}"
+        if type(exc).__name__ == "DeadKernelError":
+            error = f"kernel died ({_describe_exit(kernel.get('returncode'))}): {error}"
+        status.update(status=STATUS_FAILED, error=error[:4000], traceback=tb[-20000:])
+    (run_dir / _KERNEL_PID_FILE).unlink(missing_ok=True)
     status["wall_time"] = time.perf_counter() - t0
     status["finished"] = time.time()
     _write_json(run_dir / "status.json", status)
@@ -236,6 +316,242 @@ def _is_done(run_dir: Path) -> bool:
         return json.loads(p.read_text()).get("status") == STATUS_OK
     except (OSError, json.JSONDecodeError):
         return False
+
+
+def _worker_main() -> int:
+    """``python -m gapscope.helpers.experiments _run_one <run_id>``: one run, spec on stdin."""
+    spec = json.loads(sys.stdin.read())
+    run_one(
+        spec["notebook"],
+        spec["params"],
+        spec["run_dir"],
+        kernel_name=spec["kernel_name"],
+        execution_timeout=spec["execution_timeout"],
+        threads=spec["threads"],
+        pythonpath=spec["pythonpath"],
+    )
+    return 0
+
+
+def _kill_orphaned_kernel(rdir: Path, worker_pid: int) -> None:
+    """SIGKILL the kernel a dead worker left behind (ipykernel exits on its own within a
+    second; other kernels may not). Only a process whose ``JPY_PARENT_PID`` is that worker."""
+    import signal
+
+    pid_file = rdir / _KERNEL_PID_FILE
+    try:
+        pid = int(pid_file.read_text())
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return
+    finally:
+        pid_file.unlink(missing_ok=True)
+    if f"JPY_PARENT_PID={worker_pid}".encode() in environ:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def _record_dead_worker(
+    rdir: Path, params: Mapping[str, Any], proc: Any, t0: float, started: float
+) -> dict:
+    """The status of a run whose worker process ended without writing one."""
+    log = rdir / _WORKER_LOG
+    try:
+        tail = log.read_text(errors="replace")[-20000:]
+    except OSError:
+        tail = ""
+    rc = proc.returncode
+    how = _describe_exit(rc)
+    verb = "died" if rc is None or rc < 0 else "exited without a status"
+    status = {
+        "params": dict(params),
+        "started": started,
+        "status": STATUS_FAILED,
+        "error": f"worker process {verb} ({how}) before the run finished",
+        "traceback": f"the worker's log ({log}):\n{tail}" if tail else None,
+        "exit_code": rc,
+        "wall_time": time.perf_counter() - t0,
+        "finished": time.time(),
+    }
+    _write_json(rdir / "status.json", status)
+    return status
+
+
+def _run_local(
+    nb: Path,
+    todo: list[tuple[str, dict, Path]],
+    *,
+    workers: int,
+    on_done: Any,
+    kernel_name: str,
+    execution_timeout: int | None,
+    threads: int | None,
+    pythonpath: Sequence[str],
+) -> None:
+    """Each run in its own worker process, at most ``workers`` alive; a worker that dies
+    (SIGKILL, out of memory, a crash) fails its own run only."""
+    import subprocess
+
+    queue = list(todo)
+    running: dict[str, tuple[Any, Path, dict, float, float, Any]] = {}
+    try:
+        while queue or running:
+            while queue and len(running) < workers:
+                rid, params, rdir = queue.pop(0)
+                rdir.mkdir(parents=True, exist_ok=True)
+                (rdir / "status.json").unlink(missing_ok=True)
+                spec = {
+                    "notebook": str(nb.resolve()),
+                    "params": params,
+                    "run_dir": str(rdir.resolve()),
+                    "kernel_name": kernel_name,
+                    "execution_timeout": execution_timeout,
+                    "threads": threads,
+                    "pythonpath": list(pythonpath),
+                }
+                log = open(rdir / _WORKER_LOG, "wb")  # closed when the run ends
+                t0, started = time.perf_counter(), time.time()
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "gapscope.helpers.experiments", "_run_one", rid],
+                    stdin=subprocess.PIPE,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=os.name == "posix",
+                )
+                assert proc.stdin is not None
+                try:
+                    proc.stdin.write(json.dumps(spec, default=str).encode())
+                    proc.stdin.close()
+                except OSError:  # it died already; recorded below
+                    pass
+                running[rid] = (proc, rdir, params, t0, started, log)
+            time.sleep(0.05)
+            for rid in [r for r, v in running.items() if v[0].poll() is not None]:
+                proc, rdir, params, t0, started, log = running.pop(rid)
+                log.close()
+                status = None
+                if (rdir / "status.json").exists():
+                    try:
+                        status = json.loads((rdir / "status.json").read_text())
+                    except (OSError, json.JSONDecodeError):
+                        status = None
+                if status is None:
+                    _kill_orphaned_kernel(rdir, proc.pid)
+                    status = _record_dead_worker(rdir, params, proc, t0, started)
+                on_done(rid, status)
+    finally:
+        for proc, *_rest in running.values():  # interrupted: take the workers down with us
+            proc.terminate()
+        for proc, _rdir, _p, _t0, _s, log in running.values():
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            log.close()
+
+
+def _init_local_ray(num_cpus: int | None = None) -> None:
+    """Start a local Ray whose services listen on 127.0.0.1 only, without a dashboard.
+
+    ``_node_ip_address="127.0.0.1"`` alone is not enough: Ray swaps a loopback node address
+    for the machine's reachable one unless its "no cluster" mode is on (on Linux only the
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` switch turns it on). With the node on 127.0.0.1
+    the GCS, the raylet, the workers, the runtime-env agent and the autoscaler's metrics
+    server bind the loopback interface; the dashboard (and its agent) is not started.
+    """
+    import ray
+
+    ray_constants: Any
+    try:
+        from ray._private import ray_constants
+    except ImportError:  # pragma: no cover - a Ray without that module
+        ray_constants = None
+    var = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+    old_env = os.environ.get(var)
+    old_flag = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
+    os.environ[var] = "0"  # read by the daemons this starts
+    if ray_constants is not None and old_flag is not None:
+        ray_constants.ENABLE_RAY_CLUSTER = False  # read by this process's ray.init
+    try:
+        ray.init(
+            num_cpus=num_cpus,
+            _node_ip_address="127.0.0.1",
+            include_dashboard=False,
+            ignore_reinit_error=True,
+            log_to_driver=False,
+        )
+    finally:
+        if old_env is None:
+            os.environ.pop(var, None)
+        else:
+            os.environ[var] = old_env
+        if ray_constants is not None and old_flag is not None:
+            ray_constants.ENABLE_RAY_CLUSTER = old_flag
+
+
+def _run_ray(
+    nb: Path,
+    todo: list[tuple[str, dict, Path]],
+    *,
+    workers: int,
+    ray_address: str | None,
+    on_done: Any,
+    kernel_name: str,
+    execution_timeout: int | None,
+    threads: int | None,
+    pythonpath: Sequence[str],
+) -> None:
+    """Each run as a Ray task; a task whose worker dies fails its own run only."""
+    import ray
+
+    started_here = False
+    if not ray.is_initialized():
+        if ray_address:
+            ray.init(address=ray_address, ignore_reinit_error=True, log_to_driver=False)
+        else:
+            _init_local_ray(workers)
+        started_here = True
+    try:
+        # max_retries=0: a dead worker is a failed run (resume reruns it), not a silent rerun;
+        # ray's stubs type .remote() without run_one's keyword-only arguments
+        remote = cast(Any, ray.remote(num_cpus=1, max_retries=0)(run_one))
+        refs = {}
+        for rid, params, rdir in todo:
+            (rdir / "status.json").unlink(missing_ok=True)
+            ref = remote.remote(
+                str(nb.resolve()),
+                params,
+                str(rdir.resolve()),
+                kernel_name=kernel_name,
+                execution_timeout=execution_timeout,
+                threads=threads or 1,
+                pythonpath=pythonpath,
+            )
+            refs[ref] = (rid, params, rdir, time.perf_counter(), time.time())
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            for r in done:
+                rid, params, rdir, t0, started = refs[r]
+                try:
+                    status = ray.get(r)
+                except Exception as exc:  # the task's worker died (or Ray lost it)
+                    status = {
+                        "params": dict(params),
+                        "started": started,
+                        "status": STATUS_FAILED,
+                        "error": f"worker process died (Ray: {type(exc).__name__}: {exc})"[:4000],
+                        "traceback": traceback.format_exc()[-20000:],
+                        "wall_time": time.perf_counter() - t0,
+                        "finished": time.time(),
+                    }
+                    _write_json(rdir / "status.json", status)
+                on_done(rid, status)
+    finally:
+        if started_here:
+            ray.shutdown()
 
 
 def run_grid(
@@ -266,7 +582,10 @@ def run_grid(
     workers : int, default 1
         Concurrent runs (local processes, or concurrent Ray tasks).
     engine : {"local", "ray"}, default "local"
-        ``"ray"`` submits each run as a Ray task (``ray_address`` or a local Ray).
+        ``"local"`` runs each combination in a worker process of its own
+        (``python -m gapscope.helpers.experiments _run_one``), at most ``workers`` at a time.
+        ``"ray"`` submits each run as a Ray task (``ray_address``, or a local Ray whose
+        services listen on 127.0.0.1 only and that has no dashboard).
     resume : bool, default True
         Skip combinations whose run folder already holds a successful status.
     threads : int, optional
@@ -278,14 +597,16 @@ def run_grid(
     Every grid key must be a parameter of the notebook (:func:`check_grid_keys`): a typo
     is an error before any run starts.
 
+    A run whose worker process or kernel dies (SIGKILL, the out-of-memory killer, a crash)
+    is recorded ``failed`` with the cause in its ``status.json`` (``"worker process died
+    (signal 9 (SIGKILL) ...)"``, ``"kernel died (...)"``); the other runs go on, and a
+    resumed grid reruns only the runs that did not finish ``ok``.
+
     Returns
     -------
     list of dict
         One status record per combination (``status`` is ``"ok"``, ``"failed"`` or ``"skipped"``).
     """
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
     from tqdm.auto import tqdm
 
     nb = Path(notebook)
@@ -320,79 +641,34 @@ def run_grid(
     if threads is None and workers > 1:
         threads = max(1, (os.cpu_count() or 1) // workers)
     bar = tqdm(total=len(todo), desc="runs", disable=not progress or not todo)
-    if engine == "local":
-        if workers == 1:
-            for rid, params, rdir in todo:
-                results[rid] = {
-                    "run_id": rid,
-                    **run_one(
-                        nb,
-                        params,
-                        rdir,
-                        kernel_name=kernel_name,
-                        execution_timeout=execution_timeout,
-                        threads=threads,
-                        pythonpath=paths,
-                    ),
-                }
-                bar.update(1)
-        else:
-            with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as ex:
-                futs = {
-                    ex.submit(
-                        run_one,
-                        str(nb),
-                        params,
-                        str(rdir),
-                        kernel_name=kernel_name,
-                        execution_timeout=execution_timeout,
-                        threads=threads,
-                        pythonpath=paths,
-                    ): rid
-                    for rid, params, rdir in todo
-                }
-                for f in as_completed(futs):
-                    results[futs[f]] = {"run_id": futs[f], **f.result()}
-                    bar.update(1)
-    else:
-        import ray
 
-        started_here = False
-        if not ray.is_initialized():
-            if ray_address:
-                ray.init(address=ray_address, ignore_reinit_error=True, log_to_driver=False)
-            else:
-                ray.init(
-                    num_cpus=workers,
-                    include_dashboard=False,
-                    ignore_reinit_error=True,
-                    log_to_driver=False,
-                )
-            started_here = True
-        try:
-            # ray's stubs type .remote() without run_one's keyword-only arguments
-            remote = cast(Any, ray.remote(num_cpus=1)(run_one))
-            refs = {
-                remote.remote(
-                    str(nb.resolve()),
-                    params,
-                    str(rdir.resolve()),
-                    kernel_name=kernel_name,
-                    execution_timeout=execution_timeout,
-                    threads=threads or 1,
-                    pythonpath=paths,
-                ): rid
-                for rid, params, rdir in todo
-            }
-            pending = list(refs)
-            while pending:
-                done, pending = ray.wait(pending, num_returns=1)
-                for r in done:
-                    results[refs[r]] = {"run_id": refs[r], **ray.get(r)}
-                    bar.update(1)
-        finally:
-            if started_here:
-                ray.shutdown()
+    def on_done(rid: str, status: dict) -> None:
+        results[rid] = {"run_id": rid, **status}
+        bar.update(1)
+
+    if engine == "local":
+        _run_local(
+            nb,
+            todo,
+            workers=workers,
+            on_done=on_done,
+            kernel_name=kernel_name,
+            execution_timeout=execution_timeout,
+            threads=threads,
+            pythonpath=paths,
+        )
+    else:
+        _run_ray(
+            nb,
+            todo,
+            workers=workers,
+            ray_address=ray_address,
+            on_done=on_done,
+            kernel_name=kernel_name,
+            execution_timeout=execution_timeout,
+            threads=threads,
+            pythonpath=paths,
+        )
     bar.close()
     return [results[rid] for rid in ids]
 
@@ -571,12 +847,10 @@ def score_pool_ray(
     X = check_array(X, name="X", ndim=(2, 3), dtype=np.float32)
     started_here = False
     if not ray.is_initialized():
-        ray.init(
-            address=ray_address,
-            include_dashboard=False,
-            ignore_reinit_error=True,
-            log_to_driver=False,
-        )
+        if ray_address:
+            ray.init(address=ray_address, ignore_reinit_error=True, log_to_driver=False)
+        else:
+            _init_local_ray()
         started_here = True
     try:
         ctx = ray.data.DataContext.get_current()
@@ -859,3 +1133,9 @@ def load_grid_config(path: str | os.PathLike) -> dict:
         pp = [pp]
     cfg["pythonpath"] = [str((p.parent / d).resolve()) for d in pp]
     return cfg
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] != ["_run_one"]:
+        sys.exit("usage: python -m gapscope.helpers.experiments _run_one <run_id>  (spec on stdin)")
+    sys.exit(_worker_main())

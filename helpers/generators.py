@@ -737,6 +737,10 @@ class VAE:
         "condition_is_label_",
         "history_",
     )
+    #: fitted numpy arrays, saved as tensors (everything else of _STATE is JSON)
+    _ARRAY_STATE = ("mean_", "scale_")
+    _FORMAT = "gapscope.vae"
+    _FORMAT_VERSION = 2
 
     def get_params(self) -> dict:
         """The constructor's parameters (scikit-learn style)."""
@@ -751,8 +755,18 @@ class VAE:
         return {k: getattr(self, k) for k in dict.fromkeys(names) if hasattr(self, k)}
 
     def save(self, path: Any) -> None:
-        """Write parameters, fitted state and weights to ``path`` (``torch.save``)."""
+        """Write parameters, fitted state and weights to ``path`` (a file object or a path,
+        written atomically).
+
+        The file holds tensors (the weights and the fitted arrays) and one JSON string
+        (parameters and the rest of the fitted state), so :meth:`load` reads it with
+        ``torch.load(..., weights_only=True)``: no pickled object, no code runs on load.
+        """
+        import json
+
         import torch
+
+        from ._io import json_default, write_binary
 
         self._check_fitted()
         params = self.get_params()
@@ -760,29 +774,108 @@ class VAE:
         if not (rs is None or isinstance(rs, numbers.Integral)):
             params["random_state"] = None  # a Generator object is not portable
         state = {k: getattr(self, k) for k in self._STATE if hasattr(self, k)}
+        arrays = {
+            k: torch.from_numpy(np.ascontiguousarray(state.pop(k)))
+            for k in self._ARRAY_STATE
+            if k in state
+        }
+
+        def portable(o: Any) -> Any:
+            if isinstance(o, torch.device):
+                return str(o)
+            return json_default(o)
+
+        try:
+            meta = json.dumps(
+                {
+                    "format": self._FORMAT,
+                    "version": self._FORMAT_VERSION,
+                    "class": type(self).__name__,
+                    "params": params,
+                    "state": state,
+                },
+                default=portable,
+            )
+        except TypeError as exc:
+            raise ValueError(
+                f"save: every parameter must be JSON-serialisable to be saved ({exc})"
+            ) from None
         weights = {k: v.detach().cpu() for k, v in self.module_.state_dict().items()}
-        torch.save(
-            {"class": type(self).__name__, "params": params, "state": state, "weights": weights},
-            str(path),
+        blob = {"meta": meta, "arrays": arrays, "weights": weights}
+        write_binary(path, lambda fh: torch.save(blob, fh))
+
+    @classmethod
+    def _read_checkpoint(cls, path: Any) -> dict:
+        """The checkpoint's parts, read with ``weights_only=True``; ValueError naming ``path``."""
+        import json
+        import pickle
+        import warnings
+
+        import torch
+
+        where = getattr(path, "name", path)
+        try:
+            with warnings.catch_warnings():  # torch's notes on a foreign pickle's protocol
+                warnings.simplefilter("ignore")
+                blob = torch.load(
+                    path if hasattr(path, "read") else str(path),
+                    map_location="cpu",
+                    weights_only=True,
+                )
+        except pickle.UnpicklingError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(
+                f"path: {str(where)!r} is not a weights-only {cls.__name__} checkpoint; refusing to "
+                f"unpickle it (it holds Python objects: crafted, or written by an older gapscope; "
+                f"refit the model and save it again): {first}"
+            ) from None
+        except Exception as exc:
+            raise ValueError(
+                f"path: cannot read the {cls.__name__} checkpoint {str(where)!r} (torn or corrupt?): "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
+        ok = (
+            isinstance(blob, dict)
+            and isinstance(blob.get("meta"), str)
+            and isinstance(blob.get("weights"), dict)
+            and isinstance(blob.get("arrays"), dict)
         )
+        meta = None
+        if ok:
+            try:
+                meta = json.loads(blob["meta"])
+            except ValueError:
+                meta = None
+        if not isinstance(meta, dict) or meta.get("format") != cls._FORMAT:
+            raise ValueError(
+                f"path: {str(where)!r} is not a gapscope VAE checkpoint written by save()"
+            )
+        return {"meta": meta, "arrays": blob["arrays"], "weights": blob["weights"]}
 
     @classmethod
     def load(cls, path: Any, *, device: Any = "auto") -> VAE:
         """Rebuild a model written by :meth:`save`, on ``device``.
 
-        The file is a torch pickle (it holds numpy arrays and the training history), so load
-        only files you wrote or trust.
+        Read with ``torch.load(..., weights_only=True)``: a file holding pickled Python
+        objects (crafted, or a pre-0.2 checkpoint) is refused with a ValueError, as is a
+        torn or corrupt one; both name the file.
         """
         import torch
 
         from .device import resolve_device
 
-        blob = torch.load(str(path), map_location="cpu", weights_only=False)
-        if blob.get("class") != cls.__name__:
-            raise ValueError(f"path: expected a saved {cls.__name__}, got {blob.get('class')!r}")
-        obj = cls(**blob["params"])
-        for k, v in blob["state"].items():
-            setattr(obj, k, v)
+        parts = cls._read_checkpoint(path)
+        meta = parts["meta"]
+        if meta.get("class") != cls.__name__:
+            raise ValueError(f"path: expected a saved {cls.__name__}, got {meta.get('class')!r}")
+        # JSON has no tuples: the constructor's tuple parameters (hidden) come back as lists
+        params = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["params"].items()}
+        obj = cls(**params)  # type: ignore[arg-type]  # the saved get_params()
+        for k, v in meta["state"].items():
+            setattr(obj, k, tuple(v) if k == "input_shape_" else v)
+        for k, t in parts["arrays"].items():
+            if k in cls._ARRAY_STATE:
+                setattr(obj, k, t.numpy())
         ch = obj.input_shape_
         if obj.arch_ == "conv2d" and len(ch) == 2:
             ch = (1, *ch)
@@ -796,7 +889,13 @@ class VAE:
                 obj._n_classes_for_module(),
                 obj._head_on(),
             )
-        module.load_state_dict(blob["weights"])
+        try:
+            module.load_state_dict(parts["weights"])
+        except (RuntimeError, KeyError) as exc:
+            raise ValueError(
+                f"path: the weights in {str(getattr(path, 'name', path))!r} do not fit the saved "
+                f"architecture: {exc}"
+            ) from None
         obj.device_ = resolve_device(device)
         obj.module_ = module.to(obj.device_).eval()
         return obj

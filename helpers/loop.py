@@ -33,10 +33,29 @@ Items already labeled (in the pool or in the store) are the training set from ro
 none, a bootstrap batch of ``n_initial`` pool items, drawn at random, is labeled first.
 
 Every step writes its arrays to ``run_dir/round_XXX/`` and then the small JSON state
-``run_dir/state.json`` (atomically). A new :class:`CurationLoop` on the same ``run_dir`` resumes
-at the first step not yet done. Each step's randomness is derived from ``(seed, round, step)``,
-so a resumed run gives exactly the results of an uninterrupted one. Components given as specs
-are rebuilt from the saved config; components given as objects must be given again.
+``run_dir/state.json`` (atomically; the state before it is kept as ``state.prev.json``). A new
+:class:`CurationLoop` on the same ``run_dir`` resumes at the first step not yet done. Each
+step's randomness is derived from ``(seed, round, step)`` and every step is idempotent (a kill
+between a step's file writes and its state save reruns the step to the same files, the same
+synthetic ids and the same store events), so a resumed run gives exactly the results of an
+uninterrupted one. Components given as specs are rebuilt from the saved config; components
+given as objects must be given again.
+
+What a resume reads back, and what it recomputes instead:
+
+* the lazy round arrays (``round_XXX/*.npz``) and ``reference.npz`` are recomputed when they
+  are missing or unreadable (a deleted round folder, a torn file): they are deterministic;
+* the generator (``generator.pt``, gapscope's own weights-only format) is loaded; a torn,
+  corrupt or non-weights-only file is refitted (seeded, on the training set it was first
+  fitted on) with a warning;
+* a round's model is loaded from ``round_XXX/model.pt`` only when its file holds tensors and
+  plain data (``torch.load(weights_only=True)`` accepts it, as for gapscope's ``Ensemble`` and
+  ``TorchEnsemble``). A model checkpoint that is a pickle (``SklearnEnsemble``, a
+  scikit-learn ``FrozenEncoder`` head, a user's model whose ``save`` pickles) is never
+  unpickled unless ``CurationLoop(..., trust_checkpoints=True)``: the round's model is refitted
+  instead (``train`` is seeded, so it is the same model). A model without ``save``/``load``
+  is not checkpointed at all and is refitted the same way. A damaged or missing checkpoint is
+  refitted with a warning.
 
 Every label a model uses is counted in ``labels``: the default ensemble draws its
 early-stopping fold from the labeled set (``validation_fraction``), and the data's ``val``
@@ -49,14 +68,16 @@ import copy
 import dataclasses
 import json
 import os
-import pickle
+import re
 import time
+import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ._io import atomic_savez, atomic_write, atomic_write_json
+from ._io import atomic_savez, atomic_write, json_default
 from .components import (
     StrategyContext,
     call_with_accepted,
@@ -292,8 +313,16 @@ class CurationLoop:
     oracle : Oracle or array of shape (n_pool,), optional
         True labels for simulated annotation (``labeler="oracle"``), when the data have none.
     store : gapscope.helpers.store.LabelStore, optional
-        Where labels live; default: a SQLite store in ``run_dir``. For ``labeler="human"``
-        pass the store the widgets write to.
+        Where labels live; default: a SQLite store in ``run_dir`` (or the database of
+        ``GAPSCOPE_STORE_URL``), in a project of this run's own (``state["store_project"]``,
+        ``"run-<folder>-<uuid>"``), so runs that share one database never mix. For
+        ``labeler="human"`` pass the store the widgets write to.
+    trust_checkpoints : bool, default False
+        Load model checkpoints that are pickles (``SklearnEnsemble.save``, a user's model
+        that pickles itself) on resume. Unpickling runs whatever code the file names, so by
+        default such a round's model is refitted instead (seeded: the same model); only
+        weights-only checkpoints (tensors and plain data) are loaded. Not part of the
+        config: it is about the files in this folder, not about the run.
 
     Examples
     --------
@@ -311,9 +340,13 @@ class CurationLoop:
         strategy: Any = None,
         oracle: Any = None,
         store: Any = None,
+        trust_checkpoints: bool = False,
     ):
         from .store import LabelStore
 
+        if not isinstance(trust_checkpoints, bool):
+            raise TypeError(f"trust_checkpoints: expected a bool, got {trust_checkpoints!r}")
+        self.trust_checkpoints = trust_checkpoints
         self.run_dir = Path(run_dir)
         state_path = self.run_dir / "state.json"
         if isinstance(config, dict):
@@ -321,11 +354,9 @@ class CurationLoop:
         if config is not None and not isinstance(config, LoopConfig):
             raise TypeError(f"config: expected a LoopConfig or dict, got {type(config).__name__}")
         saved = None
+        self._saved_state_text: str | None = None
         if state_path.exists():
-            try:
-                saved = json.loads(state_path.read_text())
-            except (OSError, json.JSONDecodeError) as exc:
-                raise ValueError(f"run_dir: cannot read the saved state {str(state_path)!r}: {exc}") from None
+            saved = self._read_state(state_path)
             saved_cfg = LoopConfig.from_dict(saved["config"])
             if config is not None and dataclasses.asdict(config) != dataclasses.asdict(saved_cfg):
                 raise ValueError(
@@ -383,10 +414,16 @@ class CurationLoop:
                     "(the first model needs some), got 0"
                 )
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.store = store if store is not None else LabelStore(run_dir=self.run_dir)
+        if store is None:
+            if saved is None:
+                project = self._new_project_name()
+            else:  # a run made before runs had projects of their own used "default"
+                project = saved.get("store_project") or "default"
+            store = LabelStore(run_dir=self.run_dir, project=project)
+        self.store = store
         self._init_store()
         self._model_cache: tuple[int, Any] | None = None
-        self._arrays: dict[str, np.ndarray] = {}
+        self._arrays: dict[str, dict[str, np.ndarray]] = {}
         self._reference: dict[str, Any] | None = None
         if saved is not None:
             self.state = saved
@@ -394,6 +431,7 @@ class CurationLoop:
         labeled_ids, labeled_y = self._known_labels()
         self.state = {
             "config": dataclasses.asdict(cfg),
+            "store_project": getattr(self.store, "project", None),
             "components": {
                 "data": None if data is None else _component_record(data),
                 "model": None if model is None else _component_record(model),
@@ -572,8 +610,42 @@ class CurationLoop:
         d.mkdir(exist_ok=True)
         return d
 
+    def _read_state(self, path: Path) -> dict:
+        """The saved state, or a ValueError that names the file and the way back."""
+        prev = self.run_dir / "state.prev.json"
+        try:
+            text = path.read_text()
+            saved = json.loads(text)
+            if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
+                raise ValueError("not a CurationLoop state (no 'config')")
+        except (OSError, ValueError) as exc:
+            if prev.exists():
+                how = (
+                    f"copy {str(prev)!r} over it to resume from one step earlier (every step is "
+                    "idempotent, so the run ends the same)"
+                )
+            else:
+                how = "restore it from a backup, or use a new run_dir to start the run again"
+            raise ValueError(
+                f"run_dir: cannot read the saved state {str(path)!r} (truncated or corrupt: "
+                f"{exc}); {how}. The labels themselves are in the label store."
+            ) from None
+        self._saved_state_text = text
+        return saved
+
+    def _new_project_name(self) -> str:
+        """A store project name unique to this run (saved in state.json)."""
+        folder = re.sub(r"[^A-Za-z0-9_.-]", "_", self.run_dir.resolve().name)[:60] or "run"
+        return f"run-{folder}-{uuid.uuid4().hex[:16]}"
+
     def _save_state(self) -> None:
-        atomic_write_json(self.run_dir / "state.json", self.state)
+        """Write state.json atomically, keeping the state before it as state.prev.json."""
+        text = json.dumps(self.state, default=json_default)
+        prev = self._saved_state_text
+        if prev is not None and prev != text:
+            atomic_write(self.run_dir / "state.prev.json", lambda p: p.write_text(prev))
+        atomic_write(self.run_dir / "state.json", lambda p: p.write_text(text))
+        self._saved_state_text = text
 
     def _annotators(self):
         """The simulated annotators (the oracle's), seeded by the run."""
@@ -635,8 +707,28 @@ class CurationLoop:
         if not p.exists():
             shape = (0, *self.dataset.pool.X.shape[1:])
             return np.zeros(0, np.int64), np.zeros(shape, np.float32), np.zeros(0, np.int64)
-        z = np.load(p)
-        return z["ids"], z["X"], z["y"]
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                return z["ids"], z["X"], z["y"]
+        except Exception as exc:
+            raise RuntimeError(
+                f"{str(p)!r} cannot be read ({type(exc).__name__}: {exc}): the synthetic items of "
+                "this run are lost unless it is restored from a backup; start a new run_dir"
+            ) from None
+
+    def _synthetic_rows(self, ids: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(X, y) of the synthetic items ``ids`` from synthetic.npz; a clear error if missing."""
+        sids, sX, sy = self._synthetic_arrays()
+        pos = {int(i): k for k, i in enumerate(sids)}
+        missing = [int(i) for i in ids if int(i) not in pos]
+        if missing:
+            raise RuntimeError(
+                f"{str(self.run_dir / 'synthetic.npz')!r} lacks {len(missing)} synthetic item(s) of "
+                f"this run (e.g. id {missing[0]}): it was deleted or replaced; restore it from a "
+                "backup or start a new run_dir"
+            )
+        take = np.asarray([pos[int(i)] for i in ids], dtype=np.int64)
+        return sX[take], sy[take]
 
     def training_set(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(X, y, ids) of the current training set: labeled real items plus accepted synthetic ones."""
@@ -645,10 +737,8 @@ class CurationLoop:
         X = pool.X[self._pool_index(ids)]
         y = np.asarray(self.state["labeled_y"], dtype=np.int64)
         if self.state["synthetic_ids"]:
-            sids, sX, _sy = self._synthetic_arrays()
-            pos = {int(i): k for k, i in enumerate(sids)}
-            take = np.asarray([pos[int(i)] for i in self.state["synthetic_ids"]], dtype=np.int64)
-            X = np.concatenate([X, sX[take]])
+            sX, _sy = self._synthetic_rows(self.state["synthetic_ids"])
+            X = np.concatenate([X, sX])
             y = np.concatenate([y, np.asarray(self.state["synthetic_y"], dtype=np.int64)])
             ids = np.concatenate([ids, np.asarray(self.state["synthetic_ids"], dtype=np.int64)])
         return X, y, ids
@@ -687,27 +777,102 @@ class CurationLoop:
             )
         return P
 
-    def _model_path(self) -> Path:
-        has_save = callable(getattr(self._model_template, "save", None))
-        return self._round_dir() / ("model.pt" if has_save else "model.pkl")
+    def _checkpointed(self) -> bool:
+        """Whether the model offers ``save``/``load`` (only then is a round's model saved)."""
+        t = self._model_template
+        return callable(getattr(t, "save", None)) and callable(getattr(t, "load", None))
 
-    def _save_model(self, model: Any) -> None:
+    def _model_path(self) -> Path:
+        return self._round_dir() / "model.pt"
+
+    def _save_model(self, model: Any) -> str | None:
+        """Checkpoint ``model`` (when it has ``save``); returns what the file holds:
+        ``"weights_only"`` (tensors and plain data), ``"pickle"`` or None (not saved)."""
+        if not self._checkpointed():
+            return None
         path = self._model_path()
-        if path.suffix == ".pt":
-            atomic_write(path, lambda p: model.save(p))
-        else:
-            atomic_write(path, lambda p: p.write_bytes(pickle.dumps(model)))
+        atomic_write(path, lambda p: model.save(p))
+        kind, _why = _probe_checkpoint(path)
+        return "weights_only" if kind == "weights_only" else "pickle"
+
+    def _train_inputs(self, n_labeled: int | None = None, n_synthetic: int | None = None):
+        """(X, y, sample_weight) the train step fits on: the training set, or its state when it
+        held the first ``n_labeled`` real and ``n_synthetic`` synthetic items (both only grow)."""
+        X, y, _ids = self.training_set()
+        if n_labeled is not None and n_synthetic is not None:
+            n_real = len(self.state["labeled_ids"])
+            keep = np.r_[0:n_labeled, n_real : n_real + n_synthetic]
+            X, y = X[keep], y[keep]
+        sample_weight = None
+        if self.config.balance and len(y):
+            from .selection import cluster_inverse_weights
+
+            # class-balanced training: weight each item by its class-cluster's inverse size
+            sample_weight = cluster_inverse_weights(y) * len(y)
+        return X, y, sample_weight
+
+    def _trained_on(self) -> dict | None:
+        rec = self.state.get("trained_on")
+        return rec if isinstance(rec, dict) and rec.get("round") == self.round else None
+
+    def _load_round_model(self) -> Any:
+        """This round's model from its checkpoint, or None where it is to be refitted."""
+        if not self._checkpointed():
+            return None
+        path = self._model_path()
+        rec = self._trained_on() or {}
+        expected = rec.get("checkpoint")
+        refit = f"refitting round {self.round}'s model (the train step is seeded: the same model)"
+        if not path.exists():
+            if expected is not None:
+                warnings.warn(f"{str(path)!r} is missing; {refit}", stacklevel=3)
+            return None
+        kind, why = _probe_checkpoint(path)
+        if kind == "unreadable":
+            warnings.warn(f"{str(path)!r} cannot be read ({why}); {refit}", stacklevel=3)
+            return None
+        if kind == "pickle" and not self.trust_checkpoints:
+            if expected != "pickle":  # it was saved weights-only: someone replaced it
+                warnings.warn(
+                    f"{str(path)!r} holds pickled Python objects ({why}) where the loop saved a "
+                    f"weights-only checkpoint; not unpickled; {refit}",
+                    stacklevel=3,
+                )
+            return None
+        try:
+            return self._model_template.load(path)
+        except Exception as exc:
+            warnings.warn(
+                f"{str(path)!r} cannot be loaded ({type(exc).__name__}: {exc}); {refit}", stacklevel=3
+            )
+            return None
+
+    def _refit_round_model(self) -> Any:
+        """Fit this round's model again, on the training set the train step had."""
+        rec = self._trained_on()
+        if rec is None and (self.round < 0 or self.state["step"] == 0):
+            raise RuntimeError(f"no model checkpoint for round {self.round} yet (run the train step)")
+        X, y, sw = self._train_inputs(
+            None if rec is None else int(rec["n_labeled"]),
+            None if rec is None else int(rec["n_synthetic"]),
+        )
+        return self.fit_model(X, y, sample_weight=sw, seed=self._seed_for("train"))
 
     def model(self) -> Any:
-        """The model trained in the current round (loaded from its checkpoint once)."""
+        """The model trained in the current round: from its checkpoint when that is safe to
+        load (see the module notes), else refitted (seeded: the same model); loaded once."""
         if self._model_cache is None or self._model_cache[0] != self.round:
-            path = self._model_path()
-            if not path.exists():
-                raise RuntimeError(f"no model checkpoint for round {self.round} yet (run the train step)")
-            if path.suffix == ".pt":
-                loaded = self._model_template.load(path)
-            else:
-                loaded = pickle.loads(path.read_bytes())  # our own file, written by _save_model
+            loaded = self._load_round_model()
+            if loaded is None:
+                loaded = self._refit_round_model()
+                path = self._model_path()
+                rec = self._trained_on()
+                if (
+                    rec is not None
+                    and rec.get("checkpoint") == "weights_only"
+                    and _probe_checkpoint(path)[0] != "weights_only"
+                ):
+                    self._save_model(loaded)  # repair a torn or deleted checkpoint
             self._model_cache = (self.round, loaded)
         return self._model_cache[1]
 
@@ -720,11 +885,14 @@ class CurationLoop:
         key = f"{self.round}:{name}"
         if key not in self._arrays:
             path = self._round_file(name)
-            if not path.exists():
-                atomic_savez(path, **compute())
-            with np.load(path, allow_pickle=False) as z:
-                self._arrays[key] = {k: z[k] for k in z.files}  # type: ignore[assignment]
-        return self._arrays[key]  # type: ignore[return-value]
+            arrays = _read_npz(path) if path.exists() else None
+            if arrays is None:  # missing (a deleted round folder) or unreadable: recompute
+                arrays = compute()
+                atomic_savez(path, **arrays)
+                arrays = _read_npz(path)
+                assert arrays is not None
+            self._arrays[key] = arrays
+        return self._arrays[key]
 
     def _round_array(self, what: str) -> np.ndarray:
         if what in ("probs", "embedding"):
@@ -799,6 +967,8 @@ class CurationLoop:
         """
         if self._reference is None:
             path = self.run_dir / "reference.npz"
+            if path.exists() and _read_npz(path, keys=("Z", "clusters")) is None:
+                path.unlink()  # unreadable: it is deterministic, so recompute it
             if not path.exists():
                 from sklearn.decomposition import PCA
 
@@ -880,15 +1050,17 @@ class CurationLoop:
 
     # --------------------------------------------------------------- steps
     def _step_train(self) -> None:
-        X, y, _ids = self.training_set()
-        sample_weight = None
-        if self.config.balance and len(y):
-            from .selection import cluster_inverse_weights
-
-            # class-balanced training: weight each item by its class-cluster's inverse size
-            sample_weight = cluster_inverse_weights(y) * len(y)
+        n_labeled, n_synthetic = len(self.state["labeled_ids"]), len(self.state["synthetic_ids"])
+        X, y, sample_weight = self._train_inputs()
         model = self.fit_model(X, y, sample_weight=sample_weight, seed=self._seed_for("train"))
-        self._save_model(model)
+        kind = self._save_model(model)
+        # what a resume needs to refit this round's model, if it does not load the checkpoint
+        self.state["trained_on"] = {
+            "round": self.round,
+            "n_labeled": n_labeled,
+            "n_synthetic": n_synthetic,
+            "checkpoint": kind,
+        }
         self._model_cache = (self.round, model)
 
     def _cross_validated_probs(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, int]:
@@ -1087,22 +1259,38 @@ class CurationLoop:
         }
 
     def _generator(self):
-        """The run's generator: a (conditional) VAE fitted once on the unlabeled pool inputs."""
+        """The run's generator: a (conditional) VAE fitted once on the unlabeled pool inputs.
+
+        Saved as ``generator.pt`` (weights only); a torn, corrupt or crafted file is refitted
+        (seeded, on the training set of its first fit) with a warning.
+        """
         from .generators import ConditionalVAE
 
         path = self.run_dir / "generator.pt"
         if path.exists():
-            return ConditionalVAE.load(path)
+            try:
+                return ConditionalVAE.load(path)
+            except ValueError as exc:
+                warnings.warn(
+                    f"{exc}; recomputing the generator (its fit is seeded: the same generator)",
+                    stacklevel=2,
+                )
         ds = self.dataset
         gen = ConditionalVAE(
             n_classes=ds.n_classes,
             random_state=self.config.seed,
             **self.config.synthesis_options.get("generator", {}),
         )
-        X, y, _ = self.training_set()
+        rec = self.state.get("generator_trained_on")
+        if isinstance(rec, dict):
+            n_labeled, n_synthetic = int(rec["n_labeled"]), int(rec["n_synthetic"])
+        else:
+            n_labeled, n_synthetic = len(self.state["labeled_ids"]), len(self.state["synthetic_ids"])
+        X, y, _sw = self._train_inputs(n_labeled, n_synthetic)
         # the conditional part learns from labeled items; the VAE from the whole pool
         gen.fit(ds.pool.X, None, X_labeled=X, y_labeled=y)
         atomic_write(path, gen.save)
+        self.state["generator_trained_on"] = {"n_labeled": n_labeled, "n_synthetic": n_synthetic}
         return gen
 
     def _step_label(self) -> None:
@@ -1149,10 +1337,8 @@ class CurationLoop:
         """Simulated validation of synthetic items (a stated proxy for a person's accept)."""
         from . import synthesis
 
-        sids, sX, sy = self._synthetic_arrays()
-        pos = {int(i): k for k, i in enumerate(sids)}
-        take = np.asarray([pos[int(i)] for i in synth_ids], dtype=np.int64)
-        return synthesis.validate_with_oracle(self.dataset, sX[take], sy[take], random_state=self.config.seed)
+        sX, sy = self._synthetic_rows(synth_ids)
+        return synthesis.validate_with_oracle(self.dataset, sX, sy, random_state=self.config.seed)
 
     def _step_integrate(self) -> None:
         batch = [int(i) for i in self.state["batch"]]
@@ -1200,3 +1386,36 @@ class CurationLoop:
             self.state["strategy_state"] = ctx.state
         self.state["history"].append(record)
         self.state["batch"] = []
+
+
+def _probe_checkpoint(path: Path) -> tuple[str, str]:
+    """What a checkpoint file holds, read with ``torch.load(weights_only=True)`` (which runs no
+    code): ``("weights_only", "")``, ``("pickle", why)`` for pickled Python objects (refused),
+    or ``("unreadable", why)`` for a torn or corrupt file."""
+    import pickle
+
+    import torch
+
+    try:
+        with warnings.catch_warnings():  # torch's notes on a foreign pickle's protocol
+            warnings.simplefilter("ignore")
+            torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        why = next((ln.strip() for ln in text.splitlines() if "Unsupported global" in ln), "")
+        return "pickle", (why or text.strip().splitlines()[0] if text.strip() else "a pickle")[:300]
+    except Exception as exc:
+        return "unreadable", f"{type(exc).__name__}: {exc}"[:300]
+    return "weights_only", ""
+
+
+def _read_npz(path: Path, keys: tuple[str, ...] = ()) -> dict[str, np.ndarray] | None:
+    """Every array of an ``.npz`` file (no pickles), or None when it cannot be read."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            out = {k: z[k] for k in z.files}
+    except Exception:
+        return None
+    if any(k not in out for k in keys):
+        return None
+    return out
