@@ -54,11 +54,14 @@ import json
 import math
 import numbers
 import os
+import re
 import socket
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import numpy as np
 import pandas as pd
@@ -73,7 +76,9 @@ __all__ = [
     "EVENT_KINDS",
     "LABEL_KINDS",
     "MAX_CUES_BYTES",
+    "MAX_JSON_DEPTH",
     "MAX_PROVENANCE_BYTES",
+    "MAX_ROUND",
     "SCHEMA_VERSION",
     "LabelStore",
     "StoreError",
@@ -98,8 +103,18 @@ SOURCES = ("real", "synthetic")
 MAX_CUES_BYTES = 16_384
 #: Largest JSON encoding (UTF-8 bytes) accepted for one item's ``provenance``.
 MAX_PROVENANCE_BYTES = 65_536
+#: Deepest nesting of lists/dicts accepted in ``cues`` and ``provenance`` (the top dict is 0).
+MAX_JSON_DEPTH = 32
+#: Largest ``round`` (items and events): a 32-bit signed integer on every backend.
+MAX_ROUND = 2**31 - 1
+_MAX_INT64 = 2**63 - 1
 SCHEMA_VERSION = S.LATEST
 ENV_URL = "GAPSCOPE_STORE_URL"
+#: Environment variable with the octal file mode of a new SQLite store (e.g. ``660``).
+ENV_MODE = "GAPSCOPE_STORE_MODE"
+#: Scores within this relative distance of the best count as tied in consensus.
+TIE_RTOL = 1e-9
+_TIE_SCALE = 10**9  # TIE_RTOL as an exact integer ratio: tied if s * 10**9 >= best * (10**9 - 1)
 
 _EVENT_FIELDS = (
     "item_id",
@@ -116,14 +131,18 @@ _CHUNK = 500  # ids per IN (...) clause
 
 # Statements of the write path, built once (bound parameters only).
 _Q_PROJECT = sa.select(S.projects).where(S.projects.c.name == sa.bindparam("project"))
-_Q_KEYS = sa.select(S.events).where(S.events.c.key.in_(sa.bindparam("keys", expanding=True)))
+_Q_KEYS = sa.select(S.events).where(
+    S.events.c.project == sa.bindparam("project"),
+    S.events.c.key.in_(sa.bindparam("keys", expanding=True)),
+)
 _Q_ITEMS = sa.select(S.items.c.item_id).where(
     S.items.c.project == sa.bindparam("project"),
     S.items.c.item_id.in_(sa.bindparam("ids", expanding=True)),
 )
 _INSERT_EVENT = sa.insert(S.events)
 _Q_KEY_IDS = sa.select(S.events.c.key, S.events.c.id).where(
-    S.events.c.key.in_(sa.bindparam("keys", expanding=True))
+    S.events.c.project == sa.bindparam("project"),
+    S.events.c.key.in_(sa.bindparam("keys", expanding=True)),
 )
 
 
@@ -147,16 +166,52 @@ def _check_text(value: Any, *, name: str, max_len: int = S.NAME, allow_empty: bo
         raise ValueError(f"{name}: expected at most {max_len} characters, got {len(value)}")
     if "\x00" in value:
         raise ValueError(f"{name}: NUL characters cannot be stored, got {value!r:.80}")
+    _check_unicode(value, name=name)
     return value
 
 
-def _check_int(value: Any, *, name: str, minimum: int | None = 0) -> int:
+def _check_unicode(value: str, *, name: str) -> None:
+    """Refuse text that has no UTF-8 encoding (lone surrogates such as '\\ud800')."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"{name}: expected valid Unicode text, got a lone surrogate "
+            f"{value[exc.start]!r} at position {exc.start} of {value!r:.80}"
+        ) from None
+
+
+def _check_int(
+    value: Any,
+    *,
+    name: str,
+    minimum: int | None = 0,
+    maximum: int | None = None,
+    what: str = "",
+) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name}: expected an int, got {type(value).__name__} {value!r:.80}")
     v = int(value)
     if minimum is not None and v < minimum:
-        raise ValueError(f"{name}: expected an int >= {minimum}, got {v}")
+        raise ValueError(f"{name}: expected an int >= {minimum}, got {_short_int(v)}")
+    if maximum is not None and v > maximum:
+        raise ValueError(f"{name}: expected an int <= {maximum}{what}, got {_short_int(v)}")
     return v
+
+
+def _short_int(v: int) -> str:
+    """An int for a message: a huge one is shortened (and str() of it may even fail)."""
+    if abs(v) < 10**30:
+        return str(v)
+    return f"an int of {v.bit_length()} bits"
+
+
+def _check_int64(value: Any, *, name: str, what: str) -> None:
+    """Ints stored as text (ids, labels) must be int64, as ids are everywhere."""
+    if not (-(2**63) <= int(value) <= _MAX_INT64):
+        raise ValueError(
+            f"{name}: expected an int64 {what} (-2**63 .. 2**63-1), got {_short_int(int(value))}"
+        )
 
 
 def _kind_of(value: Any) -> str | None:
@@ -180,6 +235,54 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
+def _json_path(name: str, path: tuple) -> str:
+    return name + "".join(f"[{k!r:.40}]" for k in path)
+
+
+def _check_json_tree(value: Mapping, *, name: str, max_bytes: int) -> None:
+    """Depth, size and text checks on a JSON-to-be value, without recursion.
+
+    ``json.dumps`` recurses (a dict nested 5,000 deep raises RecursionError) and encodes
+    everything before the size cap could be checked, so the tree is walked first: at most
+    ``MAX_JSON_DEPTH`` levels, at most ``max_bytes`` values and characters in all (every
+    value and character takes at least one byte of JSON), text that has a UTF-8 encoding.
+    """
+    budget = max_bytes
+    stack: list[tuple[Any, tuple]] = [(value, ())]
+    while stack:
+        node, path = stack.pop()
+        budget -= 1
+        if isinstance(node, str):
+            budget -= len(node)
+            _check_unicode(node, name=_json_path(name, path))
+        elif isinstance(node, (Mapping, list, tuple, set, frozenset, np.ndarray)):
+            depth = len(path) + (node.ndim - 1 if isinstance(node, np.ndarray) else 0)
+            if depth >= MAX_JSON_DEPTH:
+                raise ValueError(
+                    f"{name}: expected at most {MAX_JSON_DEPTH} levels of nested lists/dicts, "
+                    f"got deeper ones at {_json_path(name, path[:3])}... "
+                    f"(depth {len(path) + 1} or more)"
+                )
+            if isinstance(node, np.ndarray):
+                if node.dtype.kind in "OUS":
+                    stack.extend((x, (*path, i)) for i, x in enumerate(node.tolist()))
+                else:
+                    budget -= node.size
+            elif isinstance(node, Mapping):
+                for k, x in node.items():
+                    if isinstance(k, str):
+                        budget -= len(k)
+                        _check_unicode(k, name=f"{_json_path(name, path)} key")
+                    stack.append((x, (*path, k)))
+            else:
+                stack.extend((x, (*path, i)) for i, x in enumerate(node))
+        if budget < 0:
+            raise ValueError(
+                f"{name}: JSON encoding is over {max_bytes} bytes, larger than the cap of "
+                f"{max_bytes} bytes; store references (ids, paths) rather than payloads"
+            )
+
+
 def _dump_json(value: Any, *, name: str, max_bytes: int) -> str | None:
     """JSON text of a dict (keys str), or None; enforces the size cap in UTF-8 bytes."""
     if value is None:
@@ -189,6 +292,7 @@ def _dump_json(value: Any, *, name: str, max_bytes: int) -> str | None:
     bad = [k for k in value if not isinstance(k, str)]
     if bad:
         raise TypeError(f"{name}: expected str keys, got {type(bad[0]).__name__} key {bad[0]!r}")
+    _check_json_tree(value, name=name, max_bytes=max_bytes)
     try:
         text = json.dumps(
             dict(value), default=_json_default, ensure_ascii=False, allow_nan=False, sort_keys=True
@@ -212,17 +316,80 @@ def _load_json(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
+# ---- secrets: URLs and errors never show them ----------------------------------------------
+
+#: A URL query parameter whose name contains one of these (any case) holds a secret.
+_SECRET_WORDS = ("password", "passwd", "pwd", "token", "secret")
+_SECRET_NAME = r"[\w.-]*(?:password|passwd|pwd|token|secret)[\w.-]*"
+_QUOTED = r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\""
+# password=... in a DSN or a query string, 'password': '...' in a dict's repr, and the
+# user:password@ of any URL (values already masked as *** are left as they are)
+_SECRET_TEXT = (
+    (
+        re.compile(rf"(?i)(\b{_SECRET_NAME}\s*=\s*)(?!\*\*\*)(?:{_QUOTED}|[^\s&;,)'\"]+)"),
+        r"\1***",
+    ),
+    (
+        re.compile(rf"(?i)(['\"]{_SECRET_NAME}['\"]\s*:\s*)(?!'\*\*\*')(?:{_QUOTED}|[^\s,}}]+)"),
+        r"\1'***'",
+    ),
+    (re.compile(r"([A-Za-z][\w+.-]*://[^\s:/@]*:)[^\s@/]*@"), r"\1***@"),
+)
+
+
+def _is_secret_param(name: str) -> bool:
+    low = name.lower()
+    return any(w in low for w in _SECRET_WORDS)
+
+
 def _mask(url: sa.URL) -> str:
-    return url.render_as_string(hide_password=True)
+    """The URL as text with its password and every secret query parameter as ``***``."""
+    if not any(_is_secret_param(k) for k in url.query):
+        return url.render_as_string(hide_password=True)
+    parts = []
+    for k in sorted(url.query):
+        vals = url.query[k]
+        for v in vals if isinstance(vals, tuple) else (vals,):
+            parts.append(f"{quote_plus(k)}={'***' if _is_secret_param(k) else quote_plus(v)}")
+    return url.set(query={}).render_as_string(hide_password=True) + "?" + "&".join(parts)
+
+
+def _url_secrets(url: sa.URL) -> tuple[str, ...]:
+    """Every secret of the URL as it may appear in a message: plain and URL-encoded."""
+    values = [str(url.password)] if url.password else []
+    for k, vals in url.query.items():
+        if _is_secret_param(k):
+            values.extend(vals if isinstance(vals, tuple) else (vals,))
+    forms = {f for v in values if v for f in (v, quote(v, safe=""), quote_plus(v))}
+    return tuple(sorted(forms, key=len, reverse=True))  # longest first
+
+
+def _scrub(text: str, secrets: Sequence[str]) -> str:
+    """``text`` with the given secrets and anything shaped like a credential masked."""
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    for pattern, repl in _SECRET_TEXT:
+        text = pattern.sub(repl, text)
+    return text
 
 
 def _requires_open(method):
-    """Raise StoreClosedError before anything else when the store is closed."""
+    """Raise StoreClosedError before anything else when the store is closed.
+
+    Also the one exit of every public method for database errors: a driver error that
+    escapes becomes a :class:`StoreError`, and the text of a store error is scrubbed of
+    the URL's secrets and unchained from the driver exception (whose text, SQL or DSN
+    could show them) -- see :meth:`LabelStore._clean_error`.
+    """
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         self._check_open()
-        return method(self, *args, **kwargs)
+        try:
+            return method(self, *args, **kwargs)
+        except (StoreError, DBAPIError) as exc:
+            err = self._clean_error(exc)
+        raise err  # outside the except block: nothing is chained
 
     return wrapper
 
@@ -244,20 +411,44 @@ class LabelStore:
         Folder of the default SQLite file (``"."`` when None); created if missing.
         Ignored when ``GAPSCOPE_STORE_URL`` is set; an error together with ``url``.
     project : str, default "default"
-        Namespace for the label schema, items and events; annotators are shared by all
-        projects of one database.
+        Namespace for the label schema, items, annotators (and their weights) and events.
+        Projects sharing one database are isolated from each other: the same item ids,
+        annotator names and idempotency keys may be used in each, and no view of one
+        project shows anything of another. Give each run its own project when several
+        runs share a database (``GAPSCOPE_STORE_URL``).
     timeout : float, default 30.0
-        Seconds a writer waits for another writer's lock (SQLite busy timeout,
-        PostgreSQL connect timeout) before raising :class:`StoreError`.
+        Seconds a writer waits for other writers (SQLite: its turn in the write queue
+        plus the busy timeout; PostgreSQL: the connect timeout) before raising
+        :class:`StoreError`.
+    mode : int or None, default None
+        Permission bits of the SQLite files the store creates (``labels.sqlite`` and the
+        ``-wal``/``-shm`` files SQLite adds, which copy the database file's mode; also
+        exported files). None reads the environment variable ``GAPSCOPE_STORE_MODE``
+        (octal, e.g. ``660``) and without it uses ``0o600``: private to the owner. Use
+        ``0o660`` to share a store with the file's group. Folders the store creates get
+        the same bits plus search (x) wherever read is allowed (``0o700``, ``0o770``).
+        The owner must be able to read and write (``mode & 0o600``); execute bits are
+        refused. An existing database file keeps its mode. Ignored for PostgreSQL.
 
     Notes
     -----
     Opening a store creates the tables or upgrades an older database (ordered migrations,
-    ``SCHEMA_VERSION``); a database from a newer gapscope raises :class:`StoreError`.
+    ``SCHEMA_VERSION``); a database from a newer gapscope raises :class:`StoreError`, and
+    so does a SQLite file that is not a database or is damaged (checked with ``PRAGMA
+    quick_check`` at open) or a database whose tables are not a gapscope store's.
+
+    The URL's password and every secret query parameter (any whose name contains
+    ``password``, ``passwd``, ``pwd``, ``token`` or ``secret``) are shown as ``***`` in
+    ``url``, ``repr`` and every error; errors from the database driver are scrubbed the
+    same way and are not chained to the store's errors.
     Each write method runs one transaction: it is stored completely or not at all. On
     SQLite writers take the lock at the start of the transaction (``BEGIN IMMEDIATE``), so
-    concurrent writers queue instead of failing. Objects are not fork-safe: open a store
-    in each process.
+    concurrent writers queue instead of failing, and on a database file they are served
+    first come, first served (processes and threads of one machine, a queue file
+    ``labels.sqlite-writeq`` beside the database; see ``helpers/_store_lock.py``): one
+    annotator never waits seconds while another writes hundreds of events. Like SQLite's
+    WAL mode itself this needs a local filesystem; NFS is unsupported. Objects are not
+    fork-safe: open a store in each process.
 
     A store object remembers the ids of items and annotators it has seen committed (they
     are never deleted or renumbered), so a single :meth:`record` costs three statements:
@@ -273,6 +464,8 @@ class LabelStore:
     _timeout: float
     _client: str
     _project: str
+    _mode: int
+    _secrets: tuple[str, ...]
 
     def __init__(
         self,
@@ -281,12 +474,15 @@ class LabelStore:
         run_dir: str | os.PathLike | None = None,
         project: str = "default",
         timeout: float = 30.0,
+        mode: int | None = None,
     ) -> None:
         self._engine: sa.Engine | None = None
+        self._secrets = ()
         self._project = _check_text(project, name="project")
         if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or not timeout > 0:
             raise ValueError(f"timeout: expected a number of seconds > 0, got {timeout!r}")
         self._timeout = float(timeout)
+        self._mode = _resolve_mode(mode)
         if url is not None and run_dir is not None:
             raise ValueError("run_dir: expected None when url is given, got both")
         if url is None:
@@ -295,7 +491,7 @@ class LabelStore:
             url = os.environ.get(ENV_URL) or None
         if url is None:
             folder = Path(run_dir if run_dir is not None else ".")
-            folder.mkdir(parents=True, exist_ok=True)
+            _make_dirs(folder, _dir_mode(self._mode))
             url = "sqlite:///" + str((folder / "labels.sqlite").resolve())
         if not isinstance(url, str):
             raise TypeError(f"url: expected a str or None, got {type(url).__name__}")
@@ -315,26 +511,43 @@ class LabelStore:
                 f"{parsed.drivername!r}"
             )
         self._url = parsed
+        self._secrets = _url_secrets(parsed)
         self._backend = backend
         self._client = f"{socket.gethostname()}:{os.getpid()}"[: S.NAME]
         # Items and annotators are never deleted and annotator ids never change, so ids
         # seen committed can be remembered: a single record then skips two queries.
         self._item_cache: set[str] = set()
         self._annotator_cache: dict[str, int] = {}
+        if backend == "sqlite":
+            _create_db_file(parsed, self._mode)
         self._engine = self._make_engine(parsed)
         try:
             self._migrate()
             self._ensure_project()
-        except BaseException:
+        except BaseException as exc:
             self._engine.dispose()
             self._engine = None
-            raise
+            if not isinstance(exc, (StoreError, DBAPIError)):
+                raise
+            err = self._clean_error(exc)
+        else:
+            return
+        raise err  # outside the except block: nothing is chained
 
     # ---- engine and transactions --------------------------------------------------------
 
     def _make_engine(self, url: sa.URL) -> sa.Engine:
+        # File-backed SQLite: writers line up in a FIFO queue (helpers/_store_lock.py)
+        # before BEGIN IMMEDIATE, because SQLite's polling busy handler alone lets a
+        # writer that has just committed take the lock again before the others wake.
+        self._write_queue = None
         if self._backend == "sqlite":
+            from . import _store_lock
+
             memory = url.database in (None, "", ":memory:")
+            if not memory:
+                path = _store_lock.database_file(url.database, url.query)
+                self._write_queue = _store_lock.queue_for(path)
             kwargs: dict[str, Any] = {
                 "connect_args": {"check_same_thread": False, "timeout": self._timeout}
             }
@@ -344,10 +557,11 @@ class LabelStore:
             busy_ms = int(self._timeout * 1000)
 
             @sa_event.listens_for(engine, "connect")
-            def _on_connect(dbapi_conn, _record):  # pragma: no cover - exercised implicitly
+            def _on_connect(dbapi_conn, record):  # pragma: no cover - exercised implicitly
                 dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
                 cur = dbapi_conn.cursor()
                 cur.execute(f"PRAGMA busy_timeout = {busy_ms}")
+                record.info["gapscope_busy_ms"] = busy_ms
                 if not memory:
                     cur.execute("PRAGMA journal_mode = WAL")
                 cur.execute("PRAGMA synchronous = FULL")
@@ -356,7 +570,15 @@ class LabelStore:
 
             @sa_event.listens_for(engine, "begin")
             def _on_begin(conn):  # pragma: no cover - exercised implicitly
-                write = conn.get_execution_options().get("gapscope_write", False)
+                opts = conn.get_execution_options()
+                write = opts.get("gapscope_write", False)
+                # a writer that waited in the queue gets only what is left of `timeout`
+                # for SQLite's own lock; every other transaction the full busy timeout
+                want = int(opts.get("gapscope_busy_ms", busy_ms))
+                info = conn.connection.info
+                if info.get("gapscope_busy_ms") != want:
+                    conn.connection.dbapi_connection.execute(f"PRAGMA busy_timeout = {want}")
+                    info["gapscope_busy_ms"] = want
                 conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
             return engine
@@ -373,24 +595,69 @@ class LabelStore:
             )
         return self._engine
 
+    def _clean_error(self, exc: StoreError | DBAPIError) -> StoreError:
+        """The error a caller sees: the URL's secrets masked, no driver exception chained.
+
+        A driver error (``DBAPIError``, whose text carries SQL, parameters and possibly a
+        DSN) becomes a :class:`StoreError` naming the store and the driver's message.
+        """
+        if isinstance(exc, DBAPIError):
+            orig = exc.orig if exc.orig is not None else exc
+            detail = f"{type(orig).__name__}: {orig}".strip()
+            err: StoreError = StoreError(
+                f"the database at {_mask(self._url)} failed: {detail}{_damage_hint(detail)}"
+            )
+            err.__traceback__ = exc.__traceback__
+        else:
+            err = exc
+        err.args = tuple(_scrub(a, self._secrets) if isinstance(a, str) else a for a in err.args)
+        err.__cause__ = None
+        err.__context__ = None
+        err.__suppress_context__ = True
+        return err
+
     @contextlib.contextmanager
     def _read(self) -> Iterator[sa.Connection]:
         engine = self._check_open()
         try:
             with engine.connect() as conn, conn.begin():
                 yield conn
-        except OperationalError as exc:
-            raise StoreError(f"reading {_mask(self._url)} failed: {exc.orig}") from exc
+        except DBAPIError as exc:
+            detail = str(exc.orig)
+            raise StoreError(
+                f"reading {_mask(self._url)} failed: {detail}{_damage_hint(detail)}"
+            ) from None
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sa.Connection]:
-        """One write transaction: committed when the block ends, rolled back on any error."""
+        """One write transaction: committed when the block ends, rolled back on any error.
+
+        On a SQLite file the transaction first waits for its turn in the write queue
+        (first come, first served across processes and threads) and holds it until the
+        commit or rollback is over; the wait in the queue and SQLite's busy timeout
+        together stay within ``timeout``.
+        """
+        from ._store_lock import QueueTimeout
+
         engine = self._check_open()
+        queue = self._write_queue
+        turn = contextlib.nullcontext(None) if queue is None else queue.turn(self._timeout)
         try:
-            with engine.connect() as conn:
-                conn.execution_options(gapscope_write=True)
+            # the connection is checked out before the wait and returned after the turn
+            # is handed on: the turn covers BEGIN IMMEDIATE ... COMMIT and nothing else
+            with engine.connect() as conn, turn as seconds_left:
+                if seconds_left is None:
+                    conn.execution_options(gapscope_write=True)
+                else:
+                    busy_ms = max(1, int(seconds_left * 1000))
+                    conn.execution_options(gapscope_write=True, gapscope_busy_ms=busy_ms)
                 with conn.begin():
                     yield conn
+        except QueueTimeout as exc:
+            raise StoreError(
+                f"writing to {_mask(self._url)} failed (another writer held the lock longer "
+                f"than timeout={self._timeout:g} s): {exc}"
+            ) from None
         except OperationalError as exc:
             hint = ""
             if "locked" in str(exc.orig).lower():
@@ -400,9 +667,10 @@ class LabelStore:
     def _retrying(self, fn, attempts: int = 4):
         """Run ``fn`` (a whole write transaction); retry when a concurrent writer raced us.
 
-        Only PostgreSQL can raise these (SQLite writers are serialised by BEGIN IMMEDIATE):
-        a unique-key race on an idempotency key, an annotator name or an item id, or a
-        serialisation failure. The retried transaction sees the other writer's rows.
+        Only PostgreSQL can raise these (SQLite writers are serialised by the write queue
+        and BEGIN IMMEDIATE): a unique-key race on an idempotency key, an annotator name
+        or an item id, or a serialisation failure. The retried transaction sees the other
+        writer's rows.
         """
         for attempt in range(attempts):
             try:
@@ -416,11 +684,24 @@ class LabelStore:
 
     def _migrate(self) -> None:
         engine = self._check_open()
+        failure = ""
         try:
             with engine.connect() as conn, conn.begin():
+                if self._backend == "sqlite":
+                    self._check_sqlite_file(conn)
                 version = S.current_version(conn)
-        except DBAPIError as exc:
-            raise StoreError(f"cannot open the store at {_mask(self._url)}: {exc.orig}") from exc
+                if version == 0:
+                    self._check_not_foreign(conn)
+        except StoreError:
+            raise
+        except Exception as exc:  # connecting can fail in the driver in many ways
+            if isinstance(exc, DBAPIError):
+                detail = str(exc.orig)
+            else:
+                detail = f"{type(exc).__name__}: {exc}"
+            failure = f"cannot open the store at {_mask(self._url)}: {detail}{_damage_hint(detail)}"
+        if failure:
+            raise StoreError(_scrub(failure, self._secrets))  # not chained: see _clean_error
         if version == S.LATEST:
             return
         try:
@@ -428,6 +709,27 @@ class LabelStore:
                 S.upgrade(conn)
         except RuntimeError as exc:
             raise StoreError(f"{_mask(self._url)}: {exc}") from None
+
+    def _check_sqlite_file(self, conn: sa.Connection) -> None:
+        """Refuse a damaged SQLite file now rather than with raw errors on every call."""
+        rows = [str(r) for r in conn.exec_driver_sql("PRAGMA quick_check").scalars()]
+        if rows != ["ok"]:
+            lines = [ln.strip() for r in rows for ln in r.splitlines() if ln.strip()]
+            shown = "; ".join(lines[:3])[:300] + ("; ..." if len(lines) > 3 else "")
+            raise StoreError(
+                f"cannot open the store at {_mask(self._url)}: the SQLite file is damaged "
+                f"(PRAGMA quick_check: {shown}); restore it from a backup"
+            )
+
+    def _check_not_foreign(self, conn: sa.Connection) -> None:
+        """A database without gapscope's version table must not already have its tables."""
+        clash = sorted(set(sa.inspect(conn).get_table_names()) & set(S.metadata.tables))
+        if clash:
+            raise StoreError(
+                f"cannot open the store at {_mask(self._url)}: it has the tables {clash} but "
+                "no gapscope schema_version table, so it is not a gapscope label store; "
+                "use another file or database"
+            )
 
     def _ensure_project(self) -> None:
         def txn():
@@ -577,7 +879,7 @@ class LabelStore:
         dataset : str
             Name of the dataset the items come from.
         source : {"real", "synthetic"}, default "real"
-        round : int >= 0, default 0
+        round : int, 0 <= round <= MAX_ROUND (2**31 - 1), default 0
             Loop round that produced the items.
         provenance : dict, sequence of n_items dicts, or None
             Generator provenance (e.g. generator name, seed, latent cluster, condition) as
@@ -591,7 +893,7 @@ class LabelStore:
         dataset = _check_text(dataset, name="dataset")
         if source not in SOURCES:
             raise ValueError(f"source: expected one of {list(SOURCES)}, got {source!r}")
-        rnd = _check_int(round, name="round")
+        rnd = _check_int(round, name="round", maximum=MAX_ROUND, what=" (MAX_ROUND, a 32-bit int)")
         if provenance is None or isinstance(provenance, Mapping):
             text = _dump_json(provenance, name="provenance", max_bytes=MAX_PROVENANCE_BYTES)
             provs = [text] * len(id_list)
@@ -693,7 +995,9 @@ class LabelStore:
         """Register an annotator; returns its id.
 
         Idempotent by name: an existing annotator keeps its stored weight (use
-        :meth:`set_weight` to change it). ``weight`` is a finite number >= 0.
+        :meth:`set_weight` to change it). ``weight`` is a finite number >= 0. Annotators
+        and weights belong to this project (another project may have an annotator of the
+        same name with another weight).
         """
         name = _check_text(name, name="annotator")
         w = _check_weight(weight)
@@ -711,16 +1015,23 @@ class LabelStore:
         w = _check_weight(weight)
         with self._write() as conn:
             res = conn.execute(
-                sa.update(S.annotators).where(S.annotators.c.name == name).values(weight=w)
+                sa.update(S.annotators)
+                .where(S.annotators.c.project == self._project, S.annotators.c.name == name)
+                .values(weight=w)
             )
             if res.rowcount != 1:
                 raise ValueError(f"annotator: expected a registered annotator name, got {name!r}")
 
     @_requires_open
     def annotators(self) -> pd.DataFrame:
-        """Columns ``annotator_id, name, weight, created_at``, one row per annotator."""
+        """Columns ``annotator_id, name, weight, created_at``, one row per annotator of
+        this project."""
         with self._read() as conn:
-            rows = conn.execute(sa.select(S.annotators).order_by(S.annotators.c.id)).all()
+            rows = conn.execute(
+                sa.select(S.annotators)
+                .where(S.annotators.c.project == self._project)
+                .order_by(S.annotators.c.id)
+            ).all()
         return pd.DataFrame(
             {
                 "annotator_id": np.array([r.id for r in rows], dtype=np.int64),
@@ -734,10 +1045,11 @@ class LabelStore:
         self, conn: sa.Connection, names: Sequence[str], *, weight: float = 1.0
     ) -> dict[str, int]:
         names = list(dict.fromkeys(names))
+        mine = S.annotators.c.project == self._project
         found = dict(
             conn.execute(
                 sa.select(S.annotators.c.name, S.annotators.c.id).where(
-                    S.annotators.c.name.in_(names)
+                    mine, S.annotators.c.name.in_(names)
                 )
             ).all()
         )
@@ -746,12 +1058,15 @@ class LabelStore:
             now = _now()
             conn.execute(
                 _insert_ignore(conn, S.annotators),
-                [{"name": n, "weight": weight, "created_at": now} for n in missing],
+                [
+                    {"project": self._project, "name": n, "weight": weight, "created_at": now}
+                    for n in missing
+                ],
             )
             found.update(
                 conn.execute(
                     sa.select(S.annotators.c.name, S.annotators.c.id).where(
-                        S.annotators.c.name.in_(missing)
+                        mine, S.annotators.c.name.in_(missing)
                     )
                 ).all()
             )
@@ -790,17 +1105,19 @@ class LabelStore:
             Tags of the schema; required for ``tag``, optional for ``flag_*``, ``label``,
             ``correct``, ``accept``, ``reject``.
         ref_event : int or None
-            Event id this one refers to: required for ``undo`` (the annotator's own earlier
-            event of the same item), optional for ``correct``.
-        round : int >= 0, default 0
+            Event id this one refers to (1 .. 2**63-1): required for ``undo`` (the
+            annotator's own earlier event of the same item), optional for ``correct``.
+        round : int, 0 <= round <= MAX_ROUND (2**31 - 1), default 0
         cues : dict or None
             Interface cues shown when the action was taken, e.g. ``{"confidence": 0.62,
             "exemplar_ids": [3, 17], "widget": "Labeler", "widget_version": "0.1.0",
-            "ms_on_item": 2140}``; JSON, at most ``MAX_CUES_BYTES``.
+            "ms_on_item": 2140}``; JSON, at most ``MAX_CUES_BYTES`` and ``MAX_JSON_DEPTH``
+            levels of nesting.
         key : str or None
             Idempotency key (1-64 chars); a new ``uuid4`` hex when None. Recording again
             with a key already stored returns the stored event's id and writes nothing
             (a retry); the same key with a different payload raises :class:`StoreError`.
+            Keys are unique per project: another project may use the same key.
 
         Returns
         -------
@@ -946,7 +1263,7 @@ class LabelStore:
                     S.events.c.item_id,
                     S.events.c.annotator_id,
                     S.events.c.kind,
-                ).where(S.events.c.id.in_(chunk))
+                ).where(S.events.c.project == self._project, S.events.c.id.in_(chunk))
             ):
                 ref_rows[r.id] = r
         for i, ev in enumerate(evs):
@@ -973,7 +1290,7 @@ class LabelStore:
         keys = [ev["key"] for ev in evs]
         stored = {}
         for chunk in _chunks(keys):
-            for r in conn.execute(_Q_KEYS, {"keys": chunk}):
+            for r in conn.execute(_Q_KEYS, {"project": self._project, "keys": chunk}):
                 stored[r.key] = r
         now = _now()
         rows = []
@@ -1027,7 +1344,10 @@ class LabelStore:
             conn.execute(_INSERT_EVENT, rows)
             by_key: dict[str, int] = {}
             for chunk in _chunks([r["key"] for r in rows]):
-                by_key.update((k, int(i)) for k, i in conn.execute(_Q_KEY_IDS, {"keys": chunk}))
+                by_key.update(
+                    (k, int(i))
+                    for k, i in conn.execute(_Q_KEY_IDS, {"project": self._project, "keys": chunk})
+                )
             new_ids = [by_key[r["key"]] for r in rows]
         it = iter(new_ids)
         out = [int(stored[ev["key"]].id) if ev["key"] in stored else int(next(it)) for ev in evs]
@@ -1056,7 +1376,11 @@ class LabelStore:
             cols += [S.events.c.key, S.events.c.round, S.events.c.cues, S.events.c.client]
         q = (
             sa.select(*cols)
-            .join(S.annotators, S.annotators.c.id == S.events.c.annotator_id)
+            .join(
+                S.annotators,
+                (S.annotators.c.id == S.events.c.annotator_id)
+                & (S.annotators.c.project == S.events.c.project),
+            )
             .where(S.events.c.project == self._project)
             .order_by(S.events.c.id)
         )
@@ -1230,7 +1554,13 @@ class LabelStore:
         )
 
     def _weights(self, conn: sa.Connection) -> dict[str, float]:
-        return dict(conn.execute(sa.select(S.annotators.c.name, S.annotators.c.weight)).all())
+        return dict(
+            conn.execute(
+                sa.select(S.annotators.c.name, S.annotators.c.weight).where(
+                    S.annotators.c.project == self._project
+                )
+            ).all()
+        )
 
     @_requires_open
     def consensus(self) -> pd.DataFrame:
@@ -1238,7 +1568,9 @@ class LabelStore:
 
         For item x, each label's score is the sum of the weights w_v of the annotators
         whose current label it is; the highest score wins, ties going to the label listed
-        first in the schema.
+        first in the schema. Sums are exact in the weights' decimal values (0.1 + 0.2
+        ties with 0.3), and scores within a relative ``TIE_RTOL`` (1e-9) of the best are
+        tied, so the answer does not depend on the order the votes were recorded in.
 
         Returns
         -------
@@ -1339,7 +1671,10 @@ class LabelStore:
                 if r.n_items >= min_items:
                     conn.execute(
                         sa.update(S.annotators)
-                        .where(S.annotators.c.name == r.annotator)
+                        .where(
+                            S.annotators.c.project == self._project,
+                            S.annotators.c.name == r.annotator,
+                        )
                         .values(weight=w)
                     )
                 new.append(w)
@@ -1399,16 +1734,28 @@ class LabelStore:
         """Write :meth:`to_dataframe` (``what="items"``) or :meth:`events` to Parquet.
 
         dict/list columns (provenance, cues, tags) are written as JSON text. The file is
-        written next to ``path`` and renamed into place, so a crash leaves no half file.
+        written next to ``path`` and renamed into place, so a crash leaves no half file;
+        it gets the store's ``mode`` (``0o600`` by default), as do folders made for it.
         """
         df = self._export_frame(what)
-        return _atomic_write(path, lambda p: df.to_parquet(p, index=False))
+        return self._write_private(path, lambda p: df.to_parquet(p, index=False))
 
     @_requires_open
     def export_csv(self, path: str | os.PathLike, *, what: str = "items") -> Path:
         """Write :meth:`to_dataframe` or :meth:`events` to CSV (see :meth:`export_parquet`)."""
         df = self._export_frame(what)
-        return _atomic_write(path, lambda p: df.to_csv(p, index=False))
+        return self._write_private(path, lambda p: df.to_csv(p, index=False))
+
+    def _write_private(self, path: str | os.PathLike, write) -> Path:
+        """Atomic write of an export whose file (and new folders) get the store's mode."""
+        path = Path(path)
+        _make_dirs(path.parent, _dir_mode(self._mode))
+
+        def write_with_mode(tmp: Path) -> None:
+            _create_file(tmp, self._mode)  # the writers below keep an existing file's mode
+            write(tmp)
+
+        return _atomic_write(path, write_with_mode)
 
     @_requires_open
     def import_csv(
@@ -1426,7 +1773,7 @@ class LabelStore:
         annotator = _check_text(annotator, name="annotator")
         if kind not in LABEL_KINDS:
             raise ValueError(f"kind: expected one of {list(LABEL_KINDS)}, got {kind!r}")
-        rnd = _check_int(round, name="round")
+        rnd = _check_int(round, name="round", maximum=MAX_ROUND, what=" (MAX_ROUND, a 32-bit int)")
         path = Path(path)
         raw = path.read_bytes()
         digest = hashlib.sha256(raw).hexdigest()
@@ -1512,10 +1859,11 @@ class _Log:
 
     def consensus(self, weights: Mapping[str, float]) -> dict[str, tuple]:
         """item text -> (label text, support, n_annotators)."""
+        units = _Units(weights)
         out = {}
         for item, votes in self.votes().items():
-            lab, score, total = _weighted_majority(votes, weights, self.order)
-            out[item] = (lab, score / total if total > 0 else math.nan, len(votes))
+            lab, support = _weighted_majority(votes, units, self.order)
+            out[item] = (lab, support, len(votes))
         return out
 
     def quality(self, weights: Mapping[str, float], *, normalize: bool = False) -> dict:
@@ -1524,17 +1872,20 @@ class _Log:
         for i, r in enumerate(self.rows):
             if self.effective[i] and r.kind in ("accept", "reject"):
                 verdict[(r.item_id, r.name)] = 1.0 if r.kind == "accept" else 0.0
-        num: dict[str, float] = {}
-        den: dict[str, float] = {}
+        # exact sums (see _Units): q does not depend on the order of the verdicts
+        units = _Units(weights)
+        num: dict[str, int] = {}
+        den: dict[str, int] = {}
         cnt: dict[str, int] = {}
         for (item, ann), q in verdict.items():
-            w = float(weights.get(ann, 1.0))
-            num[item] = num.get(item, 0.0) + w * q
-            den[item] = den.get(item, 0.0) + w
+            w = units[ann]
+            num[item] = num.get(item, 0) + (w if q else 0)
+            den[item] = den.get(item, 0) + w
             cnt[item] = cnt.get(item, 0) + 1
         out = {}
         for item in num:
-            d = den[item] if normalize else float(cnt[item])
+            d = den[item] if normalize else cnt[item] * units.scale
+            # int / int is correctly rounded, however large the ints
             out[item] = (num[item] / d if d > 0 else math.nan, cnt[item])
         return out
 
@@ -1557,18 +1908,47 @@ def _effective_list(rows: Sequence) -> list[bool]:
     return eff
 
 
-def _weighted_majority(votes: Mapping[str, Any], weights: Mapping[str, float], order: Mapping):
-    """(label, winning score, total weight); ties go to the label earliest in ``order``."""
-    scores: dict[Any, float] = {}
+class _Units:
+    """Annotator weights as exact integers on one common scale.
+
+    Float sums depend on their order (0.1 + 0.2 > 0.3, but 0.3 + 0.2 + 0.1 ...), which
+    made consensus ties follow the order the votes were recorded in. Each weight is read
+    as the decimal it prints as (``repr``: 0.1 is 1/10) and scaled by the least common
+    denominator, so sums are exact integers, equal whatever the order.
+    """
+
+    def __init__(self, weights: Mapping[str, float]) -> None:
+        exact = {a: Fraction(repr(float(w))) for a, w in weights.items()}
+        self.scale = math.lcm(1, *(f.denominator for f in exact.values()))
+        self._units = {a: int(f * self.scale) for a, f in exact.items()}
+
+    def __getitem__(self, annotator: str) -> int:
+        return self._units.get(annotator, self.scale)  # unregistered: weight 1.0
+
+
+def _weighted_majority(
+    votes: Mapping[str, Any], units: _Units, order: Mapping
+) -> tuple[Any, float]:
+    """(label, support): the highest weighted score wins; ties go to the label earliest
+    in ``order`` (then the smallest as text).
+
+    Scores are exact (:class:`_Units`) and those within ``TIE_RTOL`` (relative) of the
+    best count as tied, so the winner depends neither on the order of the votes nor on
+    float rounding. ``support`` is the winner's score over the total weight (NaN if 0).
+    """
+    scores: dict[Any, int] = {}
     for ann, lab in votes.items():
-        scores[lab] = scores.get(lab, 0.0) + float(weights.get(ann, 1.0))
-    total = float(sum(float(weights.get(a, 1.0)) for a in votes))
-    best = min(scores, key=lambda lab: (-scores[lab], order.get(lab, len(order)), str(lab)))
-    return best, scores[best], total
+        scores[lab] = scores.get(lab, 0) + units[ann]
+    total = sum(scores.values())
+    best = max(scores.values())
+    tied = [lab for lab, sc in scores.items() if sc * _TIE_SCALE >= best * (_TIE_SCALE - 1)]
+    win = min(tied, key=lambda lab: (order.get(lab, len(order)), str(lab)))
+    return win, (scores[win] / total if total > 0 else math.nan)
 
 
 def _agreement(log: _Log, weights: Mapping[str, float]) -> pd.DataFrame:
     names = sorted(weights)
+    units = _Units(weights)
     n_items = dict.fromkeys(names, 0)
     n_agree = dict.fromkeys(names, 0)
     for votes in log.votes().values():
@@ -1576,7 +1956,7 @@ def _agreement(log: _Log, weights: Mapping[str, float]) -> pd.DataFrame:
             continue
         for ann, lab in votes.items():
             others = {a: v for a, v in votes.items() if a != ann}
-            ref, _, _ = _weighted_majority(others, weights, log.order)
+            ref, _ = _weighted_majority(others, units, log.order)
             n_items[ann] += 1
             n_agree[ann] += int(ref == lab)
     return pd.DataFrame(
@@ -1594,6 +1974,98 @@ def _agreement(log: _Log, weights: Mapping[str, float]) -> pd.DataFrame:
 
 
 # ---- small utilities ----------------------------------------------------------------------
+
+
+def _damage_hint(detail: str) -> str:
+    low = detail.lower()
+    if "not a database" in low or "malformed" in low:
+        return " (the file is not a SQLite database or is damaged; restore it from a backup)"
+    return ""
+
+
+# ---- file permissions -------------------------------------------------------------------------
+
+
+def _resolve_mode(mode: Any) -> int:
+    """The file mode of new store files: ``mode``, else $GAPSCOPE_STORE_MODE, else 0o600."""
+    name = "mode"
+    if mode is None:
+        text = os.environ.get(ENV_MODE, "").strip()
+        if not text:
+            return 0o600
+        name = ENV_MODE
+        try:
+            mode = int(text[2:] if text.lower().startswith("0o") else text, 8)
+        except ValueError:
+            raise ValueError(
+                f"{ENV_MODE}: expected octal permission bits such as 600 or 660, got {text!r:.40}"
+            ) from None
+    if isinstance(mode, bool) or not isinstance(mode, numbers.Integral):
+        raise TypeError(f"mode: expected an int such as 0o600 or None, got {type(mode).__name__}")
+    mode = int(mode)
+    if mode & ~0o666 or mode & 0o600 != 0o600:
+        shown = oct(mode) if 0 <= mode < 2**16 else repr(mode)
+        raise ValueError(
+            f"{name}: expected read/write permission bits (0o600 <= mode <= 0o666) that let "
+            f"the owner read and write and set no execute bits, e.g. 0o600 or 0o660, "
+            f"got {shown}"
+        )
+    return mode
+
+
+def _dir_mode(mode: int) -> int:
+    """Folder bits for a file mode: search (x) wherever read is allowed (0o660 -> 0o770)."""
+    return mode | ((mode & 0o444) >> 2)
+
+
+def _make_dirs(folder: Path, mode: int) -> None:
+    """``mkdir -p`` whose new folders get exactly ``mode`` (the umask can only remove bits)."""
+    missing = []
+    f = folder.absolute()
+    while not f.exists():
+        missing.append(f)
+        if f.parent == f:
+            break
+        f = f.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=mode)
+        except FileExistsError:  # made meanwhile by another process: theirs
+            continue
+        os.chmod(d, mode)
+
+
+def _db_path(url: sa.URL) -> Path | None:
+    """The file of a SQLite URL, or None (memory, or a ``file:`` URI SQLite resolves)."""
+    db = url.database
+    if db in (None, "", ":memory:") or str(url.query.get("uri", "")).lower() in ("true", "1"):
+        return None
+    return Path(db)
+
+
+def _create_file(path: Path, mode: int) -> bool:
+    """Create an empty ``path`` with exactly ``mode`` before anything is written to it.
+
+    SQLite gives the ``-wal``, ``-shm`` and journal files it creates later the mode of the
+    database file, so making this one private makes them all private. Returns False
+    when the file exists (it keeps its mode) or cannot be made here (then SQLite's own
+    open reports the problem).
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except OSError:
+        return False
+    try:
+        os.fchmod(fd, mode)  # exactly mode, whatever the umask
+    finally:
+        os.close(fd)
+    return True
+
+
+def _create_db_file(url: sa.URL, mode: int) -> None:
+    path = _db_path(url)
+    if path is not None:
+        _create_file(path, mode)
 
 
 def _now() -> _dt.datetime:
@@ -1645,8 +2117,10 @@ def _id_filter(item_ids: Iterable) -> set[str]:
     for i, x in enumerate(vals):
         if _kind_of(x) is None:
             raise TypeError(
-                f"item_ids[{i}]: expected an int or str id, got {type(x).__name__} {x!r}"
+                f"item_ids[{i}]: expected an int or str id, got {type(x).__name__} {x!r:.80}"
             )
+        if _kind_of(x) == "int":
+            _check_int64(x, name=f"item_ids[{i}]", what="id")
         out.add(str(int(x)) if _kind_of(x) == "int" else x)
     return out
 
@@ -1683,7 +2157,7 @@ def _check_ids(ids: Any, *, name: str) -> tuple[list, str]:
         vals = [int(v) for v in vals]
         for i, v in enumerate(vals):
             if not (-(2**63) <= v < 2**63):
-                raise ValueError(f"{name}[{i}]: expected an int64 id, got {v}")
+                raise ValueError(f"{name}[{i}]: expected an int64 id, got {_short_int(v)}")
     else:
         for i, v in enumerate(vals):
             _check_text(v, name=f"{name}[{i}]")
@@ -1705,6 +2179,8 @@ def _check_labels(labels: Any) -> tuple[list, str]:
     kinds = {_kind_of(v) for v in vals}
     if kinds == {"int"}:
         vals = [int(v) for v in vals]
+        for i, v in enumerate(vals):
+            _check_int64(v, name=f"labels[{i}]", what="label")
         kind = "int"
     elif kinds == {"str"}:
         kind = "str"
@@ -1759,15 +2235,24 @@ def _prepare_event(ev: Any, *, where: str) -> dict:
     item = ev["item_id"]
     if _kind_of(item) is None:
         raise TypeError(
-            f"{where}item_id: expected an int or str id, got {type(item).__name__} {item!r}"
+            f"{where}item_id: expected an int or str id, got {type(item).__name__} {item!r:.80}"
         )
+    if _kind_of(item) == "int":
+        _check_int64(item, name=f"{where}item_id", what="id")
+    else:
+        _check_unicode(item, name=f"{where}item_id")
     annotator = _check_text(ev["annotator"], name=f"{where}annotator")
     label = ev.get("label")
     if label is not None:
         if _kind_of(label) is None:
             raise TypeError(
-                f"{where}label: expected an int or str label, got {type(label).__name__} {label!r}"
+                f"{where}label: expected an int or str label, got {type(label).__name__} "
+                f"{label!r:.80}"
             )
+        if _kind_of(label) == "int":
+            _check_int64(label, name=f"{where}label", what="label")
+        else:
+            _check_unicode(label, name=f"{where}label")
         if kind not in LABEL_KINDS:
             raise ValueError(
                 f"{where}label: only {list(LABEL_KINDS)} events carry a label, got label={label!r} "
@@ -1790,7 +2275,9 @@ def _prepare_event(ev: Any, *, where: str) -> dict:
         raise ValueError(f"{where}tags: a 'tag' event needs tags (a list, may be empty), got None")
     ref = ev.get("ref_event")
     if ref is not None:
-        ref = _check_int(ref, name=f"{where}ref_event", minimum=1)
+        ref = _check_int(
+            ref, name=f"{where}ref_event", minimum=1, maximum=_MAX_INT64, what=" (an event id)"
+        )
         if kind not in ("undo", "correct"):
             raise ValueError(
                 f"{where}ref_event: only 'undo' and 'correct' events refer to an event, got a {kind!r} event"
@@ -1799,7 +2286,12 @@ def _prepare_event(ev: Any, *, where: str) -> dict:
         raise ValueError(
             f"{where}ref_event: an 'undo' event needs the id of the event it cancels, got None"
         )
-    rnd = _check_int(ev.get("round", 0), name=f"{where}round")
+    rnd = _check_int(
+        ev.get("round", 0),
+        name=f"{where}round",
+        maximum=MAX_ROUND,
+        what=" (MAX_ROUND, a 32-bit int)",
+    )
     cues = _dump_json(ev.get("cues"), name=f"{where}cues", max_bytes=MAX_CUES_BYTES)
     key = ev.get("key")
     if key is None:
@@ -1824,7 +2316,7 @@ def _parse_kind(text: str, kind: str | None, *, where: str):
         try:
             return int(text.strip())
         except ValueError:
-            raise ValueError(f"{where}: expected an integer, got {text!r}") from None
+            raise ValueError(f"{where}: expected an integer, got {text!r:.80}") from None
     if kind is None:
         raise ValueError(f"{where}: the project has no items or no label schema yet")
     return text

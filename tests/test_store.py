@@ -632,7 +632,7 @@ def test_old_database_upgrades(tmp_path):
     url = f"sqlite:///{tmp_path}/old.sqlite"
     _make_v1_database(url)
     with LabelStore(url) as s:
-        assert s.schema_version() == SCHEMA_VERSION == 2
+        assert s.schema_version() == SCHEMA_VERSION == 3
         ev = s.events()
         assert ev["key"].tolist() == ["v1-event"] and ev["client"].tolist() == [None]
         assert s.current_labels()["label"].tolist() == ["yes"]
@@ -644,7 +644,7 @@ def test_old_database_upgrades(tmp_path):
     ).fetchall()
     indexes = {r[1] for r in con.execute("PRAGMA index_list(events)")}
     con.close()
-    assert [v for v, _ in versions] == [1, 2]
+    assert [v for v, _ in versions] == [1, 2, 3]
     assert "ix_events_project_item" in indexes
 
 

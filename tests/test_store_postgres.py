@@ -15,6 +15,14 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 from test_store import _make_v1_database, reference_views
+from test_store_hardening import (
+    check_hardened_bad_input,
+    check_not_shown,
+    check_projects_isolated,
+    check_v2_database_upgraded,
+    make_v2_database,
+    setup_hardening_store,
+)
 from test_store_reliability import (
     check_bad_records,
     check_only_bound_parameters,
@@ -24,7 +32,7 @@ from test_store_reliability import (
     setup_bad_input_store,
 )
 
-from gapscope.helpers.store import SCHEMA_VERSION, LabelStore, StoreError
+from gapscope.helpers.store import SCHEMA_VERSION, LabelStore, StoreClosedError, StoreError
 
 PG_URL = os.environ.get("GAPSCOPE_TEST_PG_URL")
 
@@ -149,7 +157,7 @@ def test_concurrent_writers_postgres(pg_url):
 
 
 def test_concurrent_first_open_migrates_once(pg_url):
-    assert run_concurrent_open(pg_url) == [2, 2, 2, 2]
+    assert run_concurrent_open(pg_url) == [SCHEMA_VERSION] * 4
     engine = sa.create_engine(pg_url)
     with engine.connect() as conn:
         versions = (
@@ -158,7 +166,7 @@ def test_concurrent_first_open_migrates_once(pg_url):
             .all()
         )
     engine.dispose()
-    assert versions == [1, 2]
+    assert versions == list(range(1, SCHEMA_VERSION + 1))
 
 
 def test_idempotent_retry(pg_url):
@@ -198,3 +206,58 @@ def test_export_and_import(pg_url, tmp_path):
         assert s.import_csv(path, annotator="csv") == 0
         out = pd.read_parquet(s.export_parquet(tmp_path / "o.parquet"))
         assert out.set_index("item_id")["label"].to_dict() == {"a": "x", "b": "y"}
+
+
+# ---- issue 14: secrets, projects, bad input on PostgreSQL --------------------------------------
+
+
+def test_query_string_secrets_masked(pg_url):
+    """A password (and sslpassword) in the query string is masked like user:password@."""
+    u = sa.make_url(pg_url)
+    pw = u.password
+    bare = sa.URL.create(  # the same server and role, no user:password@
+        u.drivername, username=u.username, host=u.host, port=u.port, database=u.database
+    )
+    query_form = bare.update_query_dict({"password": pw, "sslpassword": "SslSecret7"})
+    assert f":{pw}@" not in query_form.render_as_string(hide_password=False)
+    s = LabelStore(query_form.render_as_string(hide_password=False))
+    shown = [repr(s), s.url]
+    s.close()
+    with pytest.raises(StoreClosedError) as err:
+        s.schema()
+    shown.append(str(err.value))
+    for text in shown:
+        assert f"password={pw}" not in text and "SslSecret7" not in text, text
+        assert "password=***" in text and "sslpassword=***" in text
+    check_not_shown(err.value, ["SslSecret7", f"password={pw}"])
+    wrong = bare.update_query_dict({"password": "WrongPgSecret8"})
+    with pytest.raises(StoreError, match="cannot open the store") as err:
+        LabelStore(wrong.render_as_string(hide_password=False), timeout=5)
+    check_not_shown(err.value, ["WrongPgSecret8"])
+    token = u.update_query_dict({"token": "TokSecret9"})
+    with pytest.raises(StoreError, match="cannot open the store") as err:
+        LabelStore(token.render_as_string(hide_password=False), timeout=5)
+    check_not_shown(err.value, ["TokSecret9", f":{pw}@"])
+
+
+def test_projects_isolated(pg_url, tmp_path):
+    check_projects_isolated(pg_url, tmp_path)
+
+
+def test_v2_database_upgrades_in_place(pg_url):
+    make_v2_database(pg_url)
+    check_v2_database_upgraded(pg_url)
+    engine = sa.create_engine(pg_url)
+    insp = sa.inspect(engine)
+    uniques = {c["name"] for c in insp.get_unique_constraints("events")}
+    tables = set(insp.get_table_names())
+    engine.dispose()
+    assert "uq_events_project_key" in uniques
+    assert not any(t.startswith("_v3") for t in tables)
+
+
+def test_hardened_bad_input(pg_url, tmp_path):
+    """round=2**31 and ref_event=2**63 are refused before PostgreSQL's int4/int8 would."""
+    with LabelStore(pg_url) as s:
+        setup_hardening_store(s)
+        check_hardened_bad_input(s, tmp_path)

@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pytest
 
-from gapscope.helpers.store import MAX_CUES_BYTES, LabelStore, StoreError
+from gapscope.helpers.store import MAX_CUES_BYTES, SCHEMA_VERSION, LabelStore, StoreError
 
 
 @pytest.fixture(autouse=True)
@@ -319,12 +319,10 @@ def test_concurrent_writers_sqlite(tmp_path):
 
 def test_concurrent_first_open_migrates_once(tmp_path):
     url = f"sqlite:///{tmp_path}/fresh.sqlite"
-    assert run_concurrent_open(url) == [2, 2, 2, 2]
+    assert run_concurrent_open(url) == [SCHEMA_VERSION] * 4
     con = sqlite3.connect(tmp_path / "fresh.sqlite")
-    assert [r[0] for r in con.execute("SELECT version FROM schema_version ORDER BY version")] == [
-        1,
-        2,
-    ]
+    versions = [r[0] for r in con.execute("SELECT version FROM schema_version ORDER BY version")]
+    assert versions == list(range(1, SCHEMA_VERSION + 1))
     con.close()
 
 
