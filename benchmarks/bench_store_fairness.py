@@ -23,6 +23,7 @@ Target (issue 14): no lost or duplicated events, no errors, and for EVERY annota
 write latency p99 < 250 ms and max < 1 s, at 8 and 16 writers x 60 s.
 
     python benchmarks/bench_store_fairness.py                     # 8 and 16 writers x 60 s
+    python benchmarks/bench_store_fairness.py --quick             # 8 writers x 10 s
     python benchmarks/bench_store_fairness.py --writers 8 --seconds 10 --rounds 2
     python benchmarks/bench_store_fairness.py --configs sqlite-new --per-annotator
 """
@@ -318,6 +319,31 @@ def report(res, per_annotator):
             )
 
 
+def summarize(all_res):
+    """Median over rounds of each configuration; max/min is the worst round's."""
+    print("\n== summary (median over rounds; 'worst' = the worst annotator's p99 and max)")
+    print(
+        f"{'config':12s}{'writers':>8s}{'rounds':>7s}{'p50 ms':>9s}{'p99 ms':>9s}"
+        f"{'worst p99':>11s}{'worst max':>11s}{'max/min writes':>16s}{'writes/s':>10s}"
+        f"{'lost/dup/err':>14s}{'target':>8s}"
+    )
+    keys = dict.fromkeys((r["config"], r["writers"]) for r in all_res)
+    for config, n in sorted(keys, key=lambda k: (k[1], k[0])):
+        rs = [r for r in all_res if r["config"] == config and r["writers"] == n]
+        med = {
+            k: statistics.median(r[k] for r in rs)
+            for k in ("p50_ms", "p99_ms", "worst_p99_ms", "worst_max_ms", "writes_per_s")
+        }
+        ratio = max(r["writes_max"] / max(r["writes_min"], 1) for r in rs)
+        lde = "/".join(str(sum(r[k] for r in rs)) for k in ("lost", "duplicated", "errors"))
+        met = "MET" if all(r["target_met"] for r in rs) else "MISSED"
+        print(
+            f"{config:12s}{n:8d}{len(rs):7d}{med['p50_ms']:9.1f}{med['p99_ms']:9.1f}"
+            f"{med['worst_p99_ms']:11.1f}{med['worst_max_ms']:11.1f}{ratio:16.2f}"
+            f"{med['writes_per_s']:10.0f}{lde:>14s}{met:>8s}"
+        )
+
+
 def _pg_database(url):
     """(url to use, cleanup): a throw-away database when the role may create one."""
     import sqlalchemy as sa
@@ -357,7 +383,17 @@ def main():
     ap.add_argument("--pg-url", default=os.environ.get("GAPSCOPE_TEST_PG_URL"))
     ap.add_argument("--per-annotator", action="store_true", help="print one row per annotator")
     ap.add_argument("--json", type=Path, help="also write every result to this file")
+    ap.add_argument("--from-json", type=Path, help="only print the results of an earlier run")
+    ap.add_argument("--quick", action="store_true", help="8 writers x 10 s (CI)")
     args = ap.parse_args()
+    if args.quick:
+        args.writers, args.seconds = [8], min(args.seconds, 10.0)
+    if args.from_json:
+        old = json.loads(args.from_json.read_text())
+        for res in old:
+            report(res, args.per_annotator)
+        summarize(old)
+        return
     configs = [c for c in args.configs if c != "postgres" or args.pg_url]
     print(f"start: {_load()}")
     print(
@@ -390,27 +426,7 @@ def main():
     finally:
         if cleanup is not None:
             cleanup()
-    print("\n== summary (median over rounds; worst annotator's p99 and max)")
-    print(
-        f"{'config':12s}{'writers':>8s}{'p50 ms':>9s}{'p99 ms':>9s}{'worst p99':>11s}"
-        f"{'worst max':>11s}{'writes min/max':>16s}{'writes/s':>10s}{'lost/dup/err':>14s}"
-        f"{'target':>8s}"
-    )
-    for n in args.writers:
-        for config in configs:
-            rs = [r for r in all_res if r["config"] == config and r["writers"] == n]
-            med = {
-                k: statistics.median(r[k] for r in rs)
-                for k in ("p50_ms", "p99_ms", "worst_p99_ms", "worst_max_ms", "writes_per_s")
-            }
-            mm = f"{min(r['writes_min'] for r in rs)}/{max(r['writes_max'] for r in rs)}"
-            lde = "/".join(str(sum(r[k] for r in rs)) for k in ("lost", "duplicated", "errors"))
-            met = "MET" if all(r["target_met"] for r in rs) else "MISSED"
-            print(
-                f"{config:12s}{n:8d}{med['p50_ms']:9.1f}{med['p99_ms']:9.1f}"
-                f"{med['worst_p99_ms']:11.1f}{med['worst_max_ms']:11.1f}{mm:>16s}"
-                f"{med['writes_per_s']:10.0f}{lde:>14s}{met:>8s}"
-            )
+    summarize(all_res)
     print(f"end: {_load()}")
     if args.json:
         args.json.write_text(json.dumps(all_res, indent=1))

@@ -374,15 +374,22 @@ def test_one_queue_per_file_whatever_the_path(tmp_path):
             s.close()
 
 
-def test_queue_file_gets_the_database_permissions(tmp_path):
+@pytest.mark.parametrize("mode", [0o600, 0o660])
+def test_queue_file_gets_the_database_permissions(tmp_path, mode):
+    """Whoever may write the database (a group too) may queue; the umask takes nothing."""
     from gapscope.helpers import _store_lock
 
     db = tmp_path / "perm.sqlite"
     db.touch()
-    os.chmod(db, 0o640)
-    q = _store_lock.WriteQueue(str(db))
-    with q.turn(timeout=5):
-        pass
-    umask = os.umask(0)
-    os.umask(umask)
-    assert os.stat(q.path).st_mode & 0o777 == 0o640 & ~umask
+    os.chmod(db, mode)
+    old_umask = os.umask(0o077)
+    try:
+        q = _store_lock.WriteQueue(str(db))
+        with q.turn(timeout=5):
+            pass
+    finally:
+        os.umask(old_umask)
+    assert os.stat(q.path).st_mode & 0o777 == mode
+    with LabelStore(f"sqlite:///{tmp_path}/shared.sqlite", mode=0o660) as s:
+        s.set_schema([0])
+    assert os.stat(tmp_path / "shared.sqlite-writeq").st_mode & 0o777 == 0o660
