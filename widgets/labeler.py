@@ -129,6 +129,10 @@ class Labeler(anywidget.AnyWidget):
         Progress: items with a finished action / batch size.
     message : str
         Last error or notice shown in the widget ("" when none).
+    locked : str
+        When not empty, why the batch takes no decisions now (e.g. the loop is training
+        on it): actions other than moving are refused with this message and the cards
+        are dimmed. "" (the default) allows every action.
 
     Notes
     -----
@@ -158,6 +162,7 @@ class Labeler(anywidget.AnyWidget):
     total = traitlets.Int(0).tag(sync=True)
     message = traitlets.Unicode("").tag(sync=True)
     message_kind = traitlets.Unicode("").tag(sync=True)
+    locked = traitlets.Unicode("").tag(sync=True)
     title = traitlets.Unicode("").tag(sync=True)
     annotator = traitlets.Unicode("annotator").tag(sync=True)
     version = traitlets.Unicode(WIDGETS_VERSION).tag(sync=True)
@@ -619,6 +624,8 @@ class Labeler(anywidget.AnyWidget):
                 else (max(0, i - 1) if action == "prev" else i)
             )
             return []
+        if self.locked:
+            raise LabelerError(f"{action}: {self.locked}")
         if action == "undo":
             return self._do_undo(source, uid)
         if action == "accept_all":

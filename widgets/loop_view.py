@@ -42,6 +42,11 @@ def ensemble_agreement(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return label, (votes == label[None]).mean(axis=0)
 
 
+def _round_name(r: int) -> str:
+    """What a person reads for the loop's round: the bootstrap batch is round -1 inside."""
+    return "bootstrap" if r < 0 else f"round {r}"
+
+
 class LoopView:
     """Label -> retrain -> next batch over a ``CurationLoop(labeler="human")``.
 
@@ -98,7 +103,10 @@ class LoopView:
         self.retrain_button = W.Button(description="Retrain (r)", button_style="primary", icon="refresh")
         self.retrain_button.on_click(lambda _b: self.retrain())
         self.map: Any = None
-        self._map_box = W.Box()
+        # each figure in a box that keeps its own size: in a plain HBox the fixed-size
+        # plotly figures shrank into each other (the dashboard covered the map); here the
+        # dashboard wraps under the map when the notebook is narrower than both
+        self._map_box = W.Box(layout={"flex": "0 0 auto"})
         self.labeler = Labeler(
             loop.store,
             [str(i) for i in ds.pool.ids[:1]],
@@ -114,7 +122,10 @@ class LoopView:
             [
                 W.HBox([self.retrain_button, self.progress, self.status]),
                 self.labeler,
-                W.HBox([self._map_box, self.dashboard.figure]),
+                W.Box(
+                    [self._map_box, W.Box([self.dashboard.figure], layout={"flex": "0 0 auto"})],
+                    layout={"display": "flex", "flex_flow": "row wrap", "align_items": "flex-start"},
+                ),
             ]
         )
         if loop.next_step == "label" and loop.pending():
@@ -143,6 +154,9 @@ class LoopView:
             return
         self.busy = True
         self.retrain_button.disabled = True
+        # the batch is being integrated and trained on: a decision now would reach the
+        # store but not this round's training set, so the cards take none (moving still works)
+        self.labeler.locked = "the loop is retraining on this batch; the next batch comes when it is done"
         if background:
             self._thread = threading.Thread(target=self._advance, name="gapscope-retrain", daemon=True)
             self._thread.start()
@@ -167,7 +181,7 @@ class LoopView:
             total = len(STEPS) + 2
             while not loop.done:
                 name = loop.next_step
-                self.status.value = f"running <b>{name}</b> (round {max(loop.round, 0)})…"
+                self.status.value = f"running <b>{name}</b> ({_round_name(loop.round)})…"
                 try:
                     loop.step()
                 except WaitingForLabels:
@@ -178,7 +192,7 @@ class LoopView:
             self._show_round()
             took = time.perf_counter() - t0
             self.status.value = (
-                f"done: {loop.stop_reason}" if loop.done else f"round {loop.round}: batch of {len(loop.batch)} ready ({took:.1f} s)"
+                f"done: {loop.stop_reason}" if loop.done else f"{_round_name(loop.round)}: batch of {len(loop.batch)} ready ({took:.1f} s)"
             )
             self.error = None
         except Exception as exc:  # shown in the widget; the loop's saved state is unchanged
@@ -187,6 +201,7 @@ class LoopView:
         finally:
             self.busy = False
             self.retrain_button.disabled = False
+            self.labeler.locked = ""
 
     # ------------------------------------------------------------------ views
     def _show_round(self) -> None:
@@ -214,7 +229,7 @@ class LoopView:
         strategy = (loop.state.get("batch_info") or {}).get("strategy", "")
         self.labeler.round = loop.round + 1
         self.labeler.confidence_name = "agreement" if (conf is not None and self._members() > 1) else "p"
-        self.labeler.title = f"round {max(loop.round, 0)} · {strategy} · {len(ids)} items"
+        self.labeler.title = f"{_round_name(loop.round)} · {strategy} · {len(ids)} items"
         self.labeler.set_batch(ids, model_labels=model_labels, confidence=conf, exemplars=exemplars)
         if self.show_map and loop.round >= 0:
             self._draw_map()
@@ -236,6 +251,7 @@ class LoopView:
         from gapscope.helpers.scoring import predictive_entropy
 
         u = np.asarray(predictive_entropy(loop.pool_view()["probs"]))
+        old = self.map
         self.map = LatentMap(
             xy,
             [str(i) for i in loop.dataset.pool.ids],
@@ -249,3 +265,5 @@ class LoopView:
             title=f"model embedding, round {loop.round}",
         )
         self._map_box.children = [self.map.figure]
+        if old is not None:  # its model would stay in the kernel and the page (5 MB each)
+            old.figure.close()

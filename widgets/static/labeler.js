@@ -69,6 +69,9 @@ function render({ model, el }) {
     msg.textContent = m;
     msg.className = "gl-msg" + (model.get("message_kind") === "error" ? " gl-error" : "");
     msg.style.display = m ? "" : "none";
+    const locked = !!model.get("locked");  // the batch takes no decisions now: dim it
+    root.classList.toggle("gl-locked", locked);
+    grid.style.opacity = locked ? "0.55" : "";
     const keys = model.get("label_keys") || [];
     const span = keys.filter((k) => k).join("");
     help.textContent = "a accept · x reject · space skip · ⌫ undo · f bias · o out of scope · "
@@ -76,12 +79,16 @@ function render({ model, el }) {
       + "arrows move";
   }
 
+  // what the badge says for each action (the store's kind names are not for people)
+  const SHOWN = { flag_out_of_scope: "⊘ out of scope", skip: "skipped", reject: "rejected" };
+
   function paintState(card, st) {
     card.className = "gl-card" + (st.action ? " gl-" + st.action : "") + (st.done ? " gl-done" : "");
-    card._badge.textContent = st.action ? st.action + (st.label ? ": " + st.label : "") : "open";
+    const shown = SHOWN[st.action] || st.action;
+    card._badge.textContent = st.action ? shown + (st.label ? ": " + st.label : "") : "open";
     const flags = [];
     if (st.bias) flags.push("⚑ bias");
-    if (st.oos) flags.push("⊘ out of scope");
+    if (st.oos && st.action !== "flag_out_of_scope") flags.push("⊘ out of scope");
     if (st.tags && st.tags.length) flags.push("# " + st.tags.join(", "));
     card._flags.textContent = flags.join("  ");
     card._flags.style.display = flags.length ? "" : "none";
@@ -213,7 +220,7 @@ function render({ model, el }) {
   undoBtn.addEventListener("click", () => action("undo", model.get("cursor")));
 
   const rebuildOn = ["items", "previews", "label_names", "label_keys", "tag_names", "confidence_name"];
-  const patchOn = ["states", "cursor", "done", "total", "message", "message_kind", "title"];
+  const patchOn = ["states", "cursor", "done", "total", "message", "message_kind", "title", "locked"];
   for (const name of rebuildOn) model.on("change:" + name, build);
   for (const name of patchOn) model.on("change:" + name, patch);
   build();
