@@ -4,7 +4,9 @@ Opens notebooks/02_curation_loop.ipynb, runs it, and then, by keyboard only: lab
 bootstrap batch (with a reject and an out-of-scope), presses ``r``, waits for the next
 batch (new item ids, model labels on the cards), checks that the map drew its points in
 the page (the plotly trace in the DOM and the canvas pixels of the screenshot) and that
-the dashboard shows the round; a second cycle (skip, undo, accept, correct); then restarts
+the dashboard shows the round; while a retrain runs the cards are dimmed and a decision
+key is refused (the batch is being trained on); a second cycle (skip, undo, accept,
+correct, reject); then restarts
 the kernel mid-batch (restart and run all, dialog accepted) and checks that the view shows
 the same batch with its done count; finishes the batch and retrains once more. Finally
 the label store in the run folder must hold every action exactly once, in order, with its
@@ -185,19 +187,23 @@ class Page:
             "the Labeler has focus",
         )
 
-    def press(self, key: str, card: int, cls: str, *, during: str = "") -> float:
-        """Press ``key``; wait until card ``card`` has class ``cls``; return the latency (ms)
-        from the keydown to the first class change of that card that has ``cls``."""
+    def press(self, key: str, card: int, cls: str, *, during: str = "") -> dict:
+        """Press ``key``; wait until card ``card`` has class ``cls``. Returns the latency
+        record: ``ms`` from the page's keydown to the first class change of that card that
+        has ``cls``, and ``ms_call`` from the ``keyboard.press`` call (one clock: the page's
+        ``performance.timeOrigin`` is epoch milliseconds, like ``time.time()``)."""
         n = self.page.evaluate("() => window.__gs.keys.length")
+        t_call = time.time() * 1000.0
         self.page.keyboard.press(key)
         js = """([n, i, cls]) => { const g = window.__gs; const k = g.keys[n];
             if (!k) return null;
             const m = g.muts.find((m) => m.t >= k.t && m.i === i && m.cls.split(' ').includes(cls));
-            return m ? m.t - k.t : null; }"""
+            return m ? [m.t - k.t, performance.timeOrigin + m.t] : null; }"""
         h = self.page.wait_for_function(js, arg=[n, card, cls], timeout=60_000, polling=20)
-        ms = float(h.json_value())
-        self.latency.append({"key": key, "ms": ms, "during": during})
-        return ms
+        ms, t_mut = h.json_value()
+        rec = {"key": key, "ms": float(ms), "ms_call": float(t_mut) - t_call, "during": during}
+        self.latency.append(rec)
+        return rec
 
 
 def _events(run_dir: Path):
@@ -359,16 +365,17 @@ def _retrain_and_move(
         cur = _current(P)
         key, target = ("ArrowLeft", cur - 1) if cur > 0 else ("ArrowRight", cur + 1)
         try:
-            ms = P.press(key, target, "gl-current", during=label)
+            rec = P.press(key, target, "gl-current", during=label)
         except Exception:
             if P.ids() != before:  # the next batch came first
                 break
             raise
-        (during if "running" in P.status() and P.ids() == before else after).append(ms)
-        page.wait_for_timeout(150)
-    for rec in P.latency:  # presses that ended after the retrain are not 'during'
-        if rec["during"] == label and rec["ms"] in after:
+        if "running" in P.status() and P.ids() == before:
+            during.append(rec["ms"])
+        else:  # the retrain ended meanwhile: not a press 'during' it
             rec["during"] = ""
+            after.append(rec["ms"])
+        page.wait_for_timeout(150)
     return {"t_r": t_r, "during": during, "after": after}
 
 
@@ -391,7 +398,7 @@ def test_curation_loop_by_keyboard_in_jupyterlab(lab_server):
     retrains = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROME_ARGS)
-        page = browser.new_page(viewport={"width": 1500, "height": 1300})
+        page = browser.new_page(viewport={"width": 1500, "height": 2100})
         page.add_init_script(INSTRUMENT)
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
@@ -516,6 +523,9 @@ def test_curation_loop_by_keyboard_in_jupyterlab(lab_server):
             )
             assert len(_events(run_dir)) == n_before  # the restart wrote nothing
             P.focus()
+            for _ in range(4):  # arrows on an idle kernel, to compare with those in a retrain
+                P.press("ArrowRight", 5, "gl-current")
+                P.press("ArrowLeft", 4, "gl-current")
             _label_batch(P, truth, names, keys, {}, expected)
             P.root().locator(".gl-progress", has_text="10 / 10 done").wait_for()
             P.root().screenshot(path=str(ARTIFACTS / "loop_labeler_after_restart.png"))
@@ -568,15 +578,23 @@ def test_curation_loop_by_keyboard_in_jupyterlab(lab_server):
     assert sessions[0] != sessions[-1]
 
     # ---- timings (printed; only a loose bound is asserted)
-    labels = [r["ms"] for r in P.latency if not r["during"]]
-    during = [ms for rt in retrains for ms in rt["during"]]
+    arrows = ("ArrowLeft", "ArrowRight")
+    idle = [r for r in P.latency if not r["during"]]
+    labels = [r["ms"] for r in idle if r["key"] not in arrows]
+    moves = [r["ms"] for r in idle if r["key"] in arrows]
+    during = [r["ms"] for r in P.latency if r["during"]]
     load = os.getloadavg()
     print(f"\nload average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} ({os.cpu_count()} cores)")
     for k, v in timings.items():
         print(f"  {k}: {v:.1f} s")
-    print(f"  key -> card class change, idle kernel: {_stats(labels)}")
+    print(f"  decision key -> card class change, idle kernel: {_stats(labels)}")
     print(
-        f"  key -> card class change, during a retrain: {_stats(during)}; "
+        "    the same from the keyboard.press() call: "
+        f"{_stats([r['ms_call'] for r in idle if r['key'] not in arrows])}"
+    )
+    print(f"  arrow key -> card class change, idle kernel: {_stats(moves)}")
+    print(
+        f"  arrow key -> card class change, during a retrain: {_stats(during)}; "
         f"under 150 ms: {sum(m < 150 for m in during)} of {len(during)}"
     )
     print(f"  map marker pixels: round 0 {n_px0}, round 1 {n_px1}")
