@@ -50,7 +50,7 @@ bench: $(STAMP)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 lint: $(STAMP)
-	$(BIN)/ruff check helpers widgets tests benchmarks
+	$(BIN)/ruff check helpers widgets tests benchmarks notebooks/*.ipynb notebooks/*.py
 	$(BIN)/mypy
 
 clean-runs:
