@@ -176,9 +176,9 @@ def test_labeler_keyboard_writes_every_action_with_cues(store, images):
         ("it3", "flag_bias", None),
         ("it3", "skip", None),
     ]
-    assert (lab.done, lab.cursor) == (3, 4)
+    assert (lab.done, lab.cursor) == (4, 4)  # a skip finishes the item for this round
     assert [s["action"] for s in lab.states[:4]] == ["accept", "reject", "correct", "skip"]
-    assert lab.states[3]["bias"] is True and lab.states[3]["done"] is False
+    assert lab.states[3]["bias"] is True and lab.states[3]["done"] is True
     cues = store.events()["cues"].iloc[2]
     assert cues["widget"] == "gapscope.widgets.Labeler" and cues["widget_version"] == "0.1.0"
     assert cues["confidence_shown"] == pytest.approx(0.6)
@@ -260,7 +260,9 @@ def test_labeler_clicks_tags_flags_and_batch_accept(store, images):
     assert lab.states[0]["oos"] is True and lab.states[0]["done"] is True
     assert store.events()["cues"].iloc[0]["input"] == "click"
     before = len(store.events())
-    click(lab, "accept_all", 0)  # it1, it2, it3 are open
+    click(lab, "accept_all", 0)  # it1, it2, it3 are open: the first click only asks
+    assert len(store.events()) == before and lab.accept_all_confirm["n"] == 3
+    click(lab, "accept_all", 0)
     ev = store.events().iloc[before:]
     assert list(ev["item_id"]) == ["it1", "it2", "it3"] and set(ev["kind"]) == {"accept"}
     assert list(ev["label"]) == [1, 2, 0]
@@ -268,6 +270,88 @@ def test_labeler_clicks_tags_flags_and_batch_accept(store, images):
     assert lab.done == lab.total == 6
     click(lab, "goto", 2)
     assert lab.cursor == 2
+
+
+def test_accept_all_asks_first_and_one_undo_reverts_all_of_it(store, images, tmp_path):
+    from gapscope.helpers.store import LabelStore
+
+    lab = make_labeler(store, images)
+    key(lab, "x")  # it0 rejected; it1..it5 open
+    click(lab, "accept_all", 1)
+    assert len(store.events()) == 1 and lab.done == 1
+    assert lab.accept_all_confirm["text"] == "Confirm accept 5?" and "click again" in lab.message
+    key(lab, "ArrowRight")  # any other action cancels the question
+    assert lab.accept_all_confirm == {}
+    click(lab, "accept_all", 1)
+    lab.confirm_seconds = 0.0  # the question has timed out: the next click asks again
+    lab._armed = (0.0, lab._armed[1])
+    click(lab, "accept_all", 1)
+    assert len(store.events()) == 1 and lab.accept_all_confirm["n"] == 5
+    lab.confirm_seconds = 4.0
+    click(lab, "accept_all", 1)
+    click(lab, "accept_all", 1)  # confirmed
+    ev = store.events()
+    assert list(ev["kind"]) == ["reject"] + ["accept"] * 5 and lab.done == 6
+    assert lab.accept_all_confirm == {}
+    key(lab, "Backspace")  # one undo: the whole accept-all, not its last item
+    assert lab.done == 1 and [s["done"] for s in lab.states] == [True] + [False] * 5
+    assert store.current_labels().empty
+    assert "5 items" in lab.message and lab.cursor == 1
+    key(lab, "Backspace")  # then the reject
+    assert lab.done == 0
+    # after a restart, undo still takes an accept-all as one action
+    lab.accept_all()  # from Python: at once
+    store.close()
+    store2 = LabelStore(run_dir=tmp_path)
+    lab2 = make_labeler(store2, images)
+    assert lab2.done == 6
+    key(lab2, "Backspace")
+    assert lab2.done == 0
+    store2.close()
+
+
+def test_skip_finishes_an_item_for_its_round_only(store, images):
+    lab = make_labeler(store, images, round=1)
+    key(lab, " ")
+    assert lab.done == 1 and lab.states[0]["action"] == "skip" and lab.cursor == 1
+    key(lab, "Backspace")  # a skip can be undone like any decision
+    assert lab.done == 0 and lab.states[0]["action"] is None
+    key(lab, " ")
+    # the same item shown again in a later round is open again
+    lab2 = make_labeler(store, images, round=2)
+    assert lab2.done == 0 and lab2.states[0]["done"] is False and lab2.cursor == 0
+    click(lab2, "tag", 0, tag="blurry")  # a skip in this round stays a skip after a tag
+    key(lab2, " ")
+    click(lab2, "tag", 0, tag="ambiguous")
+    assert lab2.states[0]["done"] is True and lab2.done == 1
+
+
+def test_synthetic_items_are_marked_and_validated_by_accept_or_reject(tmp_path, rng):
+    from gapscope.helpers.store import LabelStore
+
+    with LabelStore(run_dir=tmp_path) as s:
+        s.set_schema(labels=[0, 1, 2])
+        s.add_items([1, 2], dataset="toy")
+        s.add_items([10, 11, 12], dataset="toy", source="synthetic")
+        vec = {str(k): rng.normal(size=4) for k in (1, 2, 10, 11, 12)}
+        lab = Labeler(
+            s, [1, 10, 11, 12], content=vec, kind="vector", model_labels=[0, 2, 1, 1], annotator="v"
+        )
+        assert [it["synthetic"] for it in lab.items] == [False, True, True, True]
+        key(lab, "a")  # the real item
+        key(lab, "a")  # synthetic 10: accepted as the label it was generated as
+        with pytest.raises(LabelerError, match="synthetic item keeps the label"):
+            lab.relabel("0")  # synthetic 11 is generated as 1
+        key(lab, "1")  # the same label: an accept
+        key(lab, "x")  # synthetic 12: rejected
+        assert rows(s) == [(1, "accept", 0), (10, "accept", 2), (11, "accept", 1), (12, "reject", None)]
+        assert s.accepted(0.5) == [1, 10, 11]
+        # a 4-d vector is drawn as bars with its values as the tooltip, not as a sparkline
+        svg = base64.b64decode(lab.previews["10"]["src"].split(",")[1]).decode()
+        assert svg.count("<rect") == 4 and "polyline" not in svg
+        assert lab.previews["10"]["title"] == " ".join(f"{v:.3g}" for v in vec["10"])
+        long = Labeler(s, [1], content={"1": rng.normal(size=40)}, kind="vector", annotator="v")
+        assert "polyline" in base64.b64decode(long.previews["1"]["src"].split(",")[1]).decode()
 
 
 def test_labeler_reopened_after_restart_shows_progress_and_continues(store, images, tmp_path):

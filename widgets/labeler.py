@@ -18,7 +18,7 @@ import anywidget
 import numpy as np
 import traitlets
 
-from ._common import ITEM_KINDS, WIDGETS_VERSION, item_preview
+from ._common import ITEM_KINDS, WIDGETS_VERSION, item_preview, svg_data_uri
 
 _STATIC = Path(__file__).parent / "static"
 
@@ -77,11 +77,60 @@ def _schema(store_schema: Any) -> tuple[list[Any], list[str]]:
     return list(store_schema["labels"]), [str(t) for t in store_schema.get("tags", ())]
 
 
-def _store_item_ids(store: Any) -> dict[str, Any]:
-    """``{str(id): id}`` of every item in the store (ids keep the store's int/str kind)."""
+def _store_item_ids(store: Any) -> tuple[dict[str, Any], set[str]]:
+    """``{str(id): id}`` of every item in the store (ids keep the store's int/str kind), and
+    the str ids of the store's synthetic items (``source == "synthetic"``)."""
     items = store.items()
     col = "item_id" if "item_id" in items.columns else items.columns[0]
-    return {str(v): v for v in items[col].tolist()}
+    ids = items[col].tolist()
+    sources = items["source"].tolist() if "source" in items.columns else [None] * len(ids)
+    synthetic = {str(v) for v, src in zip(ids, sources, strict=True) if src == "synthetic"}
+    return {str(v): v for v in ids}, synthetic
+
+
+#: below this many dimensions a vector is drawn as bars (a sparkline of 4 values says nothing)
+BAR_MAX_DIMS = 16
+
+
+def bars_svg(v: Any, *, width: int = 56, height: int = 56) -> str:
+    """An inline SVG bar chart of a short vector: one bar per value from a zero line
+    (up for positive, down for negative), scaled by the largest magnitude."""
+    a = np.nan_to_num(np.asarray(v, dtype=np.float64).ravel(), nan=0.0)
+    if a.size == 0:
+        raise ValueError("v: expected a non-empty vector, got 0 values")
+    top = float(np.abs(a).max()) or 1.0
+    lo, hi = min(float(a.min()), 0.0), max(float(a.max()), 0.0)
+    span = (hi - lo) / top or 1.0
+    zero = 2 + (hi / top) / span * (height - 4)
+    w = (width - 2) / a.size
+    bars = []
+    for k, x in enumerate(a):
+        h = abs(x) / top / span * (height - 4)
+        y = zero - h if x >= 0 else zero
+        colour = "#1f77b4" if x >= 0 else "#d62728"
+        bars.append(
+            f'<rect x="{1 + k * w + 0.1 * w:.1f}" y="{y:.1f}" width="{0.8 * w:.1f}" '
+            f'height="{max(h, 0.5):.1f}" fill="{colour}"/>'
+        )
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}"><line x1="0" x2="{width}" y1="{zero:.1f}" '
+        f'y2="{zero:.1f}" stroke="#999" stroke-width="0.5"/>{"".join(bars)}</svg>'
+    )
+
+
+def card_preview(x: Any, kind: str) -> dict[str, str]:
+    """The card preview of one item: :func:`~gapscope.widgets.item_preview`, except that a
+    ``"vector"`` of fewer than ``BAR_MAX_DIMS`` values is a bar chart with the values as its
+    tooltip (``{"src": ..., "title": "0.12 -1.3 ..."}``)."""
+    if kind == "vector":
+        a = np.asarray(x, dtype=np.float64).ravel()
+        if 0 < a.size < BAR_MAX_DIMS:
+            return {
+                "src": svg_data_uri(bars_svg(a)),
+                "title": " ".join(f"{v:.3g}" for v in a),
+            }
+    return item_preview(x, kind)
 
 
 class Labeler(anywidget.AnyWidget):
@@ -140,7 +189,13 @@ class Labeler(anywidget.AnyWidget):
     undo, ``f`` flag bias, ``o`` out of scope, digits choose a label (see ``label_keys``),
     arrows move.
     Buttons on each card do the same; "Accept all" accepts every open item in one
-    transaction.
+    transaction after a confirming second click, and one undo reverts all of it.
+
+    ``done`` counts every finished item: labeled, accepted, rejected, out of scope, or
+    skipped in this ``round`` (a skip from an earlier round leaves the item open).
+    Synthetic items (``source="synthetic"`` in the store) carry ``"synthetic": True`` in
+    ``items`` and a badge on their card; their model label is the label they were generated
+    as, so they are validated by accept / reject (a different label is refused).
     """
 
     _esm = (_STATIC / "labeler.js").read_text(encoding="utf-8")
@@ -165,6 +220,9 @@ class Labeler(anywidget.AnyWidget):
     locked = traitlets.Unicode("").tag(sync=True)
     title = traitlets.Unicode("").tag(sync=True)
     annotator = traitlets.Unicode("annotator").tag(sync=True)
+    #: {} or, after a first "Accept all" click, ``{"text", "n", "seconds", "seq"}``: the
+    #: button asks for the confirming click for ``seconds``
+    accept_all_confirm = traitlets.Dict().tag(sync=True)
     version = traitlets.Unicode(WIDGETS_VERSION).tag(sync=True)
 
     def __init__(
@@ -196,7 +254,12 @@ class Labeler(anywidget.AnyWidget):
         self.annotator = annotator
         self.title = title
         self._session = uuid.uuid4().hex[:12]
-        self._undo_stack: list[tuple[str, Any]] = []  # (item_id, event_id) written here
+        # what undo reverts, newest last: groups of (item_id, event_id) written here (one
+        # group per action; an accept-all is one group of all the items it accepted)
+        self._undo_stack: list[list[tuple[str, Any]]] = []
+        self._armed: tuple[float, tuple[str, ...]] | None = None  # accept all, first click
+        #: seconds a first "Accept all" click waits for the confirming second click
+        self.confirm_seconds = 4.0
         self._sid: dict[str, Any] = {}  # str(id) -> id as the store keeps it (int or str)
         self._inbox: dict[str, dict] = {}  # browser view -> next seq and held messages
         self._t_item = time.monotonic()
@@ -264,6 +327,7 @@ class Labeler(anywidget.AnyWidget):
             self.cursor = nxt[0] if nxt else 0
             self.message, self.message_kind = "", ""
         self._undo_stack = undo_stack
+        self._disarm()
         self._t_since = None
 
     def _build_batch(
@@ -285,7 +349,7 @@ class Labeler(anywidget.AnyWidget):
         if len(set(ids)) != n:
             dup = sorted({i for i in ids if ids.count(i) > 1})
             raise ValueError(f"item_ids: expected unique ids, got duplicates {dup[:5]}")
-        known = _store_item_ids(self._store_or_raise())
+        known, synthetic = _store_item_ids(self._store_or_raise())
         missing = [i for i in ids if i not in known]
         if missing:
             raise ValueError(
@@ -343,10 +407,11 @@ class Labeler(anywidget.AnyWidget):
         previews: dict[str, dict] = {}
         if self.content is not None:
             for i in list(ids) + ex_ids:
-                previews[i] = item_preview(self._content_of(i), self.kind)
+                previews[i] = card_preview(self._content_of(i), self.kind)
         items = [
             {
                 "id": ids[j],
+                "synthetic": ids[j] in synthetic,
                 "model_label": mlab[j],
                 "confidence": conf[j],
                 "exemplars": [
@@ -390,9 +455,29 @@ class Labeler(anywidget.AnyWidget):
             recs = []
         rows = {str(r["item_id"]): r for r in recs}
         model = {it["id"]: it["model_label"] for it in getattr(self, "_pending_items", self.items)}
-        return [self._normalise_state(rows.get(i), model.get(i)) for i in ids]
+        skipped = self._skipped_now(ids) if recs else set()
+        return [self._normalise_state(rows.get(i), model.get(i), i in skipped) for i in ids]
 
-    def _normalise_state(self, r: Mapping | None, model_label: str | None) -> dict:
+    def _skipped_now(self, ids: list[str]) -> set[str]:
+        """Items this annotator skipped in this round (``self.round``): a skip finishes an
+        item for its round only, so one from an earlier round leaves it open."""
+        try:
+            ev = self._call(
+                "events",
+                item_ids=[self._sid[i] for i in ids],
+                annotator=self.annotator,
+                include_undone=False,
+            )
+        except KeyError:  # helpers.store (2026-11-23) raises KeyError while no event matches
+            return set()
+        if not len(ev):
+            return set()
+        now = ev[(ev["kind"] == "skip") & (ev["round"] == self.round)]
+        return {str(i) for i in now["item_id"]}
+
+    def _normalise_state(
+        self, r: Mapping | None, model_label: str | None, skipped_now: bool = False
+    ) -> dict:
         if not r:
             return {
                 "action": None,
@@ -406,8 +491,12 @@ class Labeler(anywidget.AnyWidget):
         accepted = r.get("accepted")
         oos = bool(r.get("flag_out_of_scope"))
         last = r.get("last_kind")
+        if last == "skip" and not skipped_now:
+            last = None  # a skip of an earlier round: open again
         if last in ("accept", "reject", "correct", "label", "skip", "flag_out_of_scope"):
             action = last
+        elif skipped_now:
+            action = "skip"
         elif oos:
             action = "flag_out_of_scope"
         elif accepted is False:
@@ -418,7 +507,7 @@ class Labeler(anywidget.AnyWidget):
             action = "accept"
         else:
             action = None
-        done = label is not None or accepted is not None or oos
+        done = label is not None or accepted is not None or oos or skipped_now
         tags = r.get("tags") or []
         return {
             "action": action,
@@ -429,9 +518,10 @@ class Labeler(anywidget.AnyWidget):
             "done": bool(done),
         }
 
-    def _restore_undo_stack(self, ids: list[str]) -> list[tuple[str, Any]]:
-        """This annotator's effective events on the batch (oldest first): what undo undoes,
-        also after a kernel restart."""
+    def _restore_undo_stack(self, ids: list[str]) -> list[list[tuple[str, Any]]]:
+        """This annotator's effective events on the batch (oldest first), grouped as they
+        were written (an accept-all is one group): what undo undoes, also after a kernel
+        restart."""
         try:
             evs = self._call(
                 "events", item_ids=[self._sid[i] for i in ids], annotator=self.annotator
@@ -440,8 +530,17 @@ class Labeler(anywidget.AnyWidget):
                 return []
         except KeyError:  # helpers.store (2026-11-23) raises KeyError while no event matches
             return []
-        keep = evs[evs["effective"] & ~evs["kind"].isin(["undo", "skip"])]
-        return [(str(i), int(e)) for i, e in zip(keep["item_id"], keep["event_id"], strict=True)]
+        keep = evs[evs["effective"] & (evs["kind"] != "undo")]
+        groups: list[list[tuple[str, Any]]] = []
+        last_batch = None
+        for i, e, cues in zip(keep["item_id"], keep["event_id"], keep["cues"], strict=True):
+            batch = cues.get("batch_id") if isinstance(cues, Mapping) else None
+            if batch is not None and batch == last_batch:
+                groups[-1].append((str(i), int(e)))
+            else:
+                groups.append([(str(i), int(e))])
+            last_batch = batch
+        return groups
 
     # ------------------------------------------------------------------ messages
     def _show(self, text: str, kind: str = "info") -> None:
@@ -580,7 +679,12 @@ class Labeler(anywidget.AnyWidget):
         return self.act("tag", index=index, tag=tag)
 
     def accept_all(self) -> list[Any]:
-        """Accept every item that has no finished action yet, in one transaction."""
+        """Accept every item that has no finished action yet, in one transaction.
+
+        Called from Python it acts at once; from the browser (the "Accept all" button) the
+        first click only asks "Confirm accept N?" and a second click within
+        ``confirm_seconds`` does it. One undo reverts the whole accept-all.
+        """
         return self.act("accept_all")
 
     def act(
@@ -617,6 +721,8 @@ class Labeler(anywidget.AnyWidget):
         if not isinstance(i, int | np.integer) or isinstance(i, bool) or not 0 <= i < n:
             raise LabelerError(f"index: expected an int in [0, {n}), got {index!r}")
         i = int(i)
+        if action != "accept_all":
+            self._disarm()  # any other action cancels a pending "Confirm accept N?"
         if action in ("next", "prev", "goto"):
             self.cursor = (
                 min(n - 1, i + 1)
@@ -648,6 +754,11 @@ class Labeler(anywidget.AnyWidget):
             kind = "flag_out_of_scope"
         elif action == "relabel":
             name = self._label_name(label, name="label")
+            if item.get("synthetic") and name != item["model_label"]:
+                raise LabelerError(
+                    f"{item['id']}: a synthetic item keeps the label it was generated as "
+                    f"({item['model_label']}); accept (a) it if it is one, reject (x) it if not"
+                )
             kw["label"] = self._store_label(name)
             if item["model_label"] is None:
                 kind = "label"
@@ -671,8 +782,7 @@ class Labeler(anywidget.AnyWidget):
             key=uid,
             **kw,
         )
-        if kind != "skip":
-            self._undo_stack.append((item["id"], ev))
+        self._undo_stack.append([(item["id"], ev)])
         self._refresh([i])
         if action in _FINISHING:
             nxt = self._next_open(i)
@@ -697,32 +807,43 @@ class Labeler(anywidget.AnyWidget):
     def _do_undo(self, source: str, uid: str | None = None) -> list[Any]:
         if not self._undo_stack:
             raise LabelerError("undo: nothing to undo in this batch")
-        item_id, ref = self._undo_stack[-1]
-        i = next(j for j, it in enumerate(self.items) if it["id"] == item_id)
-        ev = self._call(
-            "record",
-            self._sid[item_id],
-            "undo",
-            annotator=self.annotator,
-            ref_event=ref,
-            round=self.round,
-            cues=self._cues(self.items[i], None, source),
-            key=uid,
-        )
+        group = self._undo_stack[-1]
+        where = {it["id"]: j for j, it in enumerate(self.items)}
+        idx = [where[item_id] for item_id, _ref in group]
+        events = [
+            {
+                "item_id": self._sid[item_id],
+                "kind": "undo",
+                "annotator": self.annotator,
+                "ref_event": ref,
+                "round": self.round,
+                "cues": self._cues(self.items[j], None, source, batch=len(group) > 1),
+                "key": None if uid is None else (uid if len(group) == 1 else f"{uid}:{k}"),
+            }
+            for k, ((item_id, ref), j) in enumerate(zip(group, idx, strict=True))
+        ]
+        ids = list(self._call("record_many", events))
         self._undo_stack.pop()
-        self._refresh([i])
-        self.cursor = i
-        self._show(f"{item_id}: undone")
+        self._refresh(idx)
+        self.cursor = min(idx)
+        item_ids = [item_id for item_id, _ref in group]
+        one = len(group) == 1
+        self._show(f"{item_ids[0]}: undone" if one else f"undone: accept of {len(group)} items")
         self._emit(
             {
                 "action": "undo",
                 "kind": "undo",
-                "item_ids": [item_id],
-                "event_ids": [ev],
+                "item_ids": item_ids,
+                "event_ids": ids,
                 "label": None,
             }
         )
-        return [ev]
+        return ids
+
+    def _disarm(self) -> None:
+        self._armed = None
+        if self.accept_all_confirm:
+            self.accept_all_confirm = {}
 
     def _do_accept_all(self, ms: float | None, source: str) -> list[Any]:
         open_idx = [j for j, s in enumerate(self.states) if not s["done"]]
@@ -731,10 +852,30 @@ class Labeler(anywidget.AnyWidget):
             return []
         missing = [self.items[j]["id"] for j in open_idx if self.items[j]["model_label"] is None]
         if missing:
+            self._disarm()
             raise LabelerError(
                 f"accept all: {len(missing)} open items have no model label to accept "
                 f"(first: {missing[:5]}); label them one by one"
             )
+        open_ids = tuple(self.items[j]["id"] for j in open_idx)
+        if source != "api":  # from the browser: a first click asks, a second one acts
+            armed = self._armed
+            if armed is None or time.monotonic() > armed[0] or armed[1] != open_ids:
+                self._armed = (time.monotonic() + float(self.confirm_seconds), open_ids)
+                seq = int(self.accept_all_confirm.get("seq", 0)) + 1
+                self.accept_all_confirm = {
+                    "text": f"Confirm accept {len(open_ids)}?",
+                    "n": len(open_ids),
+                    "seconds": float(self.confirm_seconds),
+                    "seq": seq,
+                }
+                self._show(
+                    f"accept all: click again within {self.confirm_seconds:g} s to accept the "
+                    f"{len(open_ids)} open items"
+                )
+                return []
+        self._disarm()
+        batch_id = uuid.uuid4().hex[:12]
         events = [
             {
                 "item_id": self._sid[self.items[j]["id"]],
@@ -742,13 +883,16 @@ class Labeler(anywidget.AnyWidget):
                 "annotator": self.annotator,
                 "label": self._store_label(self.items[j]["model_label"]),
                 "round": self.round,
-                "cues": self._cues(self.items[j], ms, source, batch=True),
+                "cues": {
+                    **self._cues(self.items[j], ms, source, batch=True),
+                    "batch_id": batch_id,
+                },
             }
             for j in open_idx
         ]
         ids = list(self._call("record_many", events))
-        self._undo_stack.extend(
-            (self.items[j]["id"], ev) for j, ev in zip(open_idx, ids, strict=True)
+        self._undo_stack.append(
+            [(self.items[j]["id"], ev) for j, ev in zip(open_idx, ids, strict=True)]
         )
         self._refresh(open_idx)
         self._show(f"accepted {len(ids)} items")
