@@ -923,19 +923,22 @@ class CurationLoop:
         return self._cached(f"score_{name}", lambda: {"s": np.asarray(scoring.SCORES[name](probs))})["s"]
 
     def _compute_embed(self) -> dict[str, np.ndarray]:
+        return self._embed_inputs(self.dataset.pool.X)
+
+    def _embed_inputs(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        """Probabilities (M, n, C) and embedding (n, k) of this round's model on ``X``."""
         model = self.model()
-        pool = self.dataset.pool
         if hasattr(model, "predict_proba_and_embed") or callable(getattr(model, "embed", None)):
             from .scoring import score_pool
 
-            out = score_pool(model, pool.X, scores=(), return_probs=True, return_embedding=True)
+            out = score_pool(model, X, scores=(), return_probs=True, return_embedding=True)
             probs, emb = out["probs"], out["embedding"]
         else:
-            probs, emb = self.predict_proba(model, pool.X), pool.flat_X()
+            probs, emb = self.predict_proba(model, X), X.reshape(len(X), -1)
         probs = np.asarray(probs, np.float32)
         if probs.ndim == 2:
             probs = probs[None]
-        return {"probs": probs, "embedding": np.asarray(emb, np.float32).reshape(len(pool), -1)}
+        return {"probs": probs, "embedding": np.asarray(emb, np.float32).reshape(len(X), -1)}
 
     def _compute_density(self) -> dict[str, np.ndarray]:
         from sklearn.decomposition import PCA
@@ -1024,22 +1027,50 @@ class CurationLoop:
             self.step()
         return self
 
+    def _skipped_now(self, ids: list[int]) -> set[int]:
+        """Items of ``ids`` with an effective ``skip`` event of the round being labeled.
+
+        A skip resolves an item for that round only: an item skipped in an earlier round
+        and proposed again is open again.
+        """
+        if not ids:
+            return set()
+        try:
+            ev = self.store.events(item_ids=ids, include_undone=False)
+        except KeyError:  # a store that raises while no event matches
+            return set()
+        if not len(ev):
+            return set()
+        now = ev[(ev["kind"] == "skip") & (ev["round"] == self.round + 1)]
+        return set(now["item_id"].astype(np.int64).tolist())
+
     def _resolutions(self, real: list[int], synth: list[int]) -> tuple[dict, set, set]:
-        """(consensus labels, real items resolved without a label, validated synthetic items)."""
+        """(consensus labels, real items resolved without a label, resolved synthetic items).
+
+        A real item is resolved without a label by a reject or out-of-scope flag (it leaves
+        the pool) or by a skip in this round; a synthetic item by a verdict (accept or
+        reject), an out-of-scope flag or a skip in this round (only accepted ones integrate).
+        """
         lab = self._consensus()
-        st = self.store.status(real + synth) if real or synth else None
+        ids_all = real + synth
+        st = self.store.status(ids_all) if ids_all else None
         if st is None or not len(st):
             return lab, set(), set()
         ids = st["item_id"].astype(np.int64)
-        unlabeled_done = st["last_kind"].isin(_DROP_KINDS + ("skip",)) | st["flag_out_of_scope"]
-        return lab, set(ids[unlabeled_done].tolist()) - set(lab), set(ids[st["accepted"].notna()].tolist())
+        oos = st["flag_out_of_scope"].to_numpy(bool)
+        dropped = set(ids[st["last_kind"].isin(_DROP_KINDS).to_numpy(bool) | oos].tolist())
+        skipped = self._skipped_now(ids_all)
+        verdict = set(ids[st["accepted"].notna().to_numpy(bool) | oos].tolist())
+        return lab, (dropped | skipped) - set(lab), verdict | skipped
 
     def pending(self) -> list:
         """Ids of the current batch (and synthetic batch) not yet resolved in the store.
 
         A real item is resolved by a consensus label (label, correction or accept of the
-        model's label), a reject, a skip or an out-of-scope flag; a synthetic item by an
-        accept or a reject.
+        model's label), a reject, an out-of-scope flag or a skip in the round being labeled
+        (a skip from an earlier round does not count: the item is open again); a synthetic
+        item by an accept or a reject (or an out-of-scope flag or a skip in this round: it
+        then does not join the training set).
         """
         real = [int(i) for i in self.state["batch"]]
         synth = [int(i) for i in self.state.get("synthetic_batch", [])]
@@ -1047,6 +1078,100 @@ class CurationLoop:
         return [i for i in real if i not in lab and i not in unlabeled_done] + [
             i for i in synth if i not in validated
         ]
+
+    @property
+    def synthetic_batch(self) -> list[int]:
+        """Ids of this round's synthetic items waiting for validation (empty between rounds)."""
+        return [int(i) for i in self.state.get("synthetic_batch", [])]
+
+    def synthetic_items(self, ids: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(X, intended labels) of synthetic items ``ids`` from the run's ``synthetic.npz``.
+
+        Returns
+        -------
+        X : array of shape (n, *feature_shape)
+        y : int array of shape (n,)
+            The generator's intended label of each item (-1 = none).
+        """
+        return self._synthetic_rows([int(i) for i in ids])
+
+    def model_view(self, X: Any) -> dict[str, np.ndarray]:
+        """This round's model on inputs ``X`` (e.g. synthetic items): ``probs`` (M, n, C) and
+        ``embedding`` (n, k), in the same space as :meth:`pool_view`."""
+        X = np.asarray(X, dtype=np.float32)
+        if X.shape[1:] != self.dataset.pool.X.shape[1:]:
+            raise ValueError(
+                f"X: expected items of shape {self.dataset.pool.X.shape[1:]}, got {X.shape[1:]}"
+            )
+        return self._embed_inputs(X)
+
+    def set_batch(self, ids: Any, *, source: str) -> CurationLoop:
+        """Replace the current batch with pool items a person chose (a lasso, a sampler).
+
+        Usable while the loop waits for labels (``next_step == "label"``). The new batch is
+        saved in ``state.json`` (a restarted kernel shows it) and ``batch_info`` records
+        ``source`` and what the strategy had proposed. This round's synthetic items stay.
+
+        Parameters
+        ----------
+        ids : sequence of int
+            Pool ids, unique, neither in the training set nor rejected / out of scope.
+        source : str
+            Where the batch comes from, e.g. ``"lasso"`` or ``"sampler"`` (shown as the
+            batch's strategy).
+
+        Raises
+        ------
+        ValueError
+            Bad ``ids`` or ``source``, or the loop is not waiting for labels. Nothing
+            stored changes.
+        """
+        if not isinstance(source, str) or not source.strip():
+            raise ValueError(f"source: expected a non-empty str such as 'lasso', got {source!r}")
+        if self.next_step != "label":
+            raise ValueError(
+                f"ids: a batch can be set only while the loop waits for labels; its next step "
+                f"is {self.next_step!r}"
+            )
+        if isinstance(ids, (str, bytes)) or not hasattr(ids, "__len__"):
+            raise ValueError(f"ids: expected a sequence of pool ids, got {type(ids).__name__}")
+        vals = list(np.asarray(ids).ravel()) if isinstance(ids, np.ndarray) else list(ids)
+        bad = [v for v in vals if not is_int(v)]
+        if bad:
+            raise ValueError(f"ids: expected integer pool ids, got {bad[0]!r}")
+        new = [int(v) for v in vals]
+        if not new:
+            raise ValueError("ids: expected at least one pool id, got an empty batch")
+        if len(set(new)) != len(new):
+            dup = sorted({i for i in new if new.count(i) > 1})
+            raise ValueError(f"ids: expected unique ids, got duplicates {dup[:5]}")
+        known = set(self.dataset.pool.ids.tolist())
+        unknown = [i for i in new if i not in known]
+        if unknown:
+            raise ValueError(f"ids: {len(unknown)} id(s) are not in the pool, e.g. {unknown[:5]}")
+        for what, taken in (
+            ("already labeled (in the training set)", self.state["labeled_ids"]),
+            ("rejected or out of scope (excluded)", self.state["excluded_ids"]),
+        ):
+            taken_set = set(taken)
+            hit = [i for i in new if i in taken_set]
+            if hit:
+                raise ValueError(f"ids: {len(hit)} id(s) are {what}, e.g. {hit[:5]}")
+        old = dict(self.state["batch_info"])
+        info: dict[str, Any] = {
+            "strategy": source.strip(),
+            "source": source.strip(),
+            "replaced": {
+                "batch": list(self.state["batch"]),
+                **{k: v for k, v in old.items() if k != "synthesis"},
+            },
+        }
+        if "synthesis" in old:
+            info["synthesis"] = old["synthesis"]
+        self.state["batch"] = new
+        self.state["batch_info"] = info
+        self._save_state()
+        return self
 
     # --------------------------------------------------------------- steps
     def _step_train(self) -> None:

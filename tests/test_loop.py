@@ -203,3 +203,63 @@ def test_synthetic_items_join_only_once_validated(tmp_path, strategy):
     X, y, ids = loop.training_set()
     assert len(X) == len(loop.labeled_ids) + len(joined)
     assert loop.results()["synthetic"].iloc[-1] == len(joined)
+
+
+def _resolve(loop, ids, kind="label", annotator="alice"):
+    """What the Labeler writes for ``ids`` in the round being labeled."""
+    truth = loop.dataset.oracle.true_labels(ids)
+    for item, lab in zip(ids, truth, strict=True):
+        kw = {"label": int(lab)} if kind == "label" else {}
+        loop.store.record(int(item), kind, annotator=annotator, round=loop.round + 1, **kw)
+
+
+def test_a_skip_resolves_an_item_for_its_round_only_and_set_batch(tmp_path):
+    loop = CurationLoop(tmp_path / "run", small(labeler="human", rounds=1))
+    loop.store.add_annotator("alice")
+    loop.step()  # bootstrap select
+    boot = list(loop.batch)
+    _resolve(loop, boot[:9])
+    _resolve(loop, boot[9:11], "skip")
+    _resolve(loop, boot[11:], "reject")
+    assert loop.pending() == []  # skips of this round resolve their items now
+    loop.run_round()  # label, integrate
+    assert loop.history[-1]["skipped"] == boot[9:11] and loop.history[-1]["dropped"] == boot[11:]
+    while loop.next_step != "label":
+        loop.step()
+    proposed = list(loop.batch)
+    # the strategy proposed its batch; a person picks another one with a lasso
+    before = (tmp_path / "run" / "state.json").read_text()
+    for bad, match in (
+        ([boot[0]], "already labeled"),
+        ([boot[11]], "excluded"),
+        ([10**9], "not in the pool"),
+        ([boot[9], boot[9]], "duplicates"),
+        ([], "empty"),
+        (["7"], "integer"),
+    ):
+        with pytest.raises(ValueError, match=f"ids: .*{match}"):
+            loop.set_batch(bad, source="lasso")
+    with pytest.raises(ValueError, match="source"):
+        loop.set_batch(boot[9:11], source="")
+    assert (tmp_path / "run" / "state.json").read_text() == before  # nothing changed
+    free = [int(i) for i in loop.dataset.pool.ids if int(i) not in set(boot) | set(proposed)]
+    chosen = boot[9:11] + free[:3]
+    loop.set_batch(np.asarray(chosen), source="lasso")
+    # skips of round 0 do not resolve the two items now that they are back in round 1
+    assert loop.pending() == chosen
+    # a kernel restart: a fresh loop on the folder has the chosen batch
+    again = CurationLoop(tmp_path / "run")
+    assert again.batch == chosen and again.pending() == chosen
+    info = again.state["batch_info"]
+    assert info["source"] == "lasso" and info["replaced"]["batch"] == proposed
+    _resolve(again, chosen[:1], "skip")
+    _resolve(again, chosen[1:])
+    assert again.pending() == []
+    again.step()  # label
+    again.step()  # integrate
+    rec = again.history[-1]
+    assert rec["skipped"] == chosen[:1] and rec["labeled"] == chosen[1:]
+    assert rec["info"]["strategy"] == "lasso"
+    assert set(chosen[1:]) <= set(again.labeled_ids) and not set(proposed) & set(again.labeled_ids)
+    with pytest.raises(ValueError, match="waits for labels"):
+        again.set_batch(free[3:5], source="lasso")  # the next step is train, not label
