@@ -93,3 +93,60 @@ def test_two_cycles_by_keyboard_then_a_restart_continues(tmp_path):
     human = ev[ev["annotator"] == "alice"]
     assert human["key"].is_unique and human["key"].notna().all()
     assert human["cues"].map(lambda c: c["widget"]).eq("gapscope.widgets.Labeler").all()
+
+
+def test_synthetic_items_on_the_cards_are_validated_by_a_person(tmp_path):
+    cfg = {**CFG, "rounds": 1, "synthesis": "active",
+           "synthesis_options": {"n": 4, "generator": {"epochs": 5}}}
+    loop = CurationLoop(tmp_path / "run", LoopConfig(**cfg))
+    view = LoopView(loop, annotator="alice", show_map=False)
+    truth = loop.dataset.oracle.true_labels
+    _label_by_keys(view, lambda i: truth([i])[0])
+    view.retrain(background=False)
+    assert view.error is None, view.error
+    lab = view.labeler
+    real, synth = loop.batch, loop.synthetic_batch
+    assert len(synth) == 4 and lab.item_ids == [str(i) for i in real + synth]
+    assert "+ 4 synthetic" in lab.title
+    cards = lab.items[len(real):]
+    assert all(c["synthetic"] for c in cards) and not any(c["synthetic"] for c in lab.items[: len(real)])
+    _X, intended = loop.synthetic_items(synth)
+    assert [c["model_label"] for c in cards] == [loop.dataset.class_names[int(y)] for y in intended]
+    assert all(lab.previews[str(i)]["src"].startswith("data:image/svg+xml") for i in synth)
+    _label_by_keys(view, lambda i: truth([i])[0], upto=len(real))
+    view.retrain()  # the synthetic items are open yet
+    assert "still open" in view.status.value
+    for j, key in zip(range(len(real), len(real) + 4), ("a", "x", "a", " "), strict=True):
+        lab.cursor = j
+        lab.press(key)  # accept, reject, accept, skip
+    assert lab.done == lab.total and loop.pending() == []
+    view.retrain(background=False)
+    assert view.error is None, view.error
+    # the accepted synthetic items (and only those) are in the next round's training set
+    assert loop.synthetic_ids == [synth[0], synth[2]]
+    _X, _y, train_ids = loop.training_set()
+    assert set(synth) & set(train_ids.tolist()) == {synth[0], synth[2]}
+    assert loop.results()["synthetic"].tolist()[-1] == 2
+
+
+def test_use_as_batch_puts_a_chosen_batch_on_the_cards_and_survives_a_restart(tmp_path):
+    loop = CurationLoop(tmp_path / "run", LoopConfig(**{**CFG, "rounds": 1}))
+    view = LoopView(loop, annotator="alice", show_map=False)
+    truth = loop.dataset.oracle.true_labels
+    _label_by_keys(view, lambda i: truth([i])[0])
+    view.retrain(background=False)
+    proposed = list(loop.batch)
+    free = [str(i) for i in loop.dataset.pool.ids if int(i) not in set(loop.labeled_ids) | set(proposed)]
+    chosen = free[:5]  # as a map selection gives them: str ids
+    with pytest.raises(ValueError, match="ids: .*already labeled"):
+        view.use_as_batch([str(loop.labeled_ids[0])], source="lasso")
+    assert list(view.labeler.item_ids) == [str(i) for i in proposed]  # nothing changed
+    view.use_as_batch(chosen, source="lasso")
+    assert view.labeler.item_ids == chosen and view.labeler.title == "round 0 · lasso · 5 items"
+    assert all(it["model_label"] is not None for it in view.labeler.items)
+    assert loop.state["batch_info"]["source"] == "lasso"
+    _label_by_keys(view, lambda i: truth([i])[0], upto=2)
+    loop.store.close()
+    again = LoopView(CurationLoop(tmp_path / "run"), annotator="alice", show_map=False)
+    assert again.labeler.item_ids == chosen and again.labeler.done == 2
+    assert again.labeler.title == "round 0 · lasso · 5 items"

@@ -10,6 +10,11 @@ in the loop's folder or its label store, so a restarted kernel continues where i
 * "Retrain" (the button, or ``r`` in the Labeler) runs the loop's steps in a background thread
   with a progress bar: integrate the labels, train, evaluate, embed, select; the widgets keep
   answering meanwhile, and the next batch appears when the loop waits for labels again;
+* with synthesis on, the round's synthetic items are on the same cards, marked "synthetic",
+  with the label they were generated as: accept or reject validates them (q(x) in the store)
+  and accepted ones join the next round's training set;
+* :meth:`LoopView.use_as_batch` replaces the batch with items a person chose (a lasso on the
+  map, a sampler's proposal);
 * the :class:`~gapscope.widgets.LoopDashboard` gains a round;
 * the map is the 2-D PCA of this round's model embedding, rebuilt after every retrain.
 """
@@ -40,6 +45,17 @@ def ensemble_agreement(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return label, P[0, np.arange(P.shape[1]), label]
     votes = P.argmax(axis=2)
     return label, (votes == label[None]).mean(axis=0)
+
+
+def _agreement_with(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Share of the M members whose vote is ``labels`` (the member's probability of it when
+    M = 1), from probabilities of shape (M, n, C): the same number the cards show for real
+    items, here for a label the model did not choose (a synthetic item's intended label)."""
+    P = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.int64)
+    if P.shape[0] == 1:
+        return P[0, np.arange(P.shape[1]), y]
+    return (P.argmax(axis=2) == y[None]).mean(axis=0)
 
 
 def _round_name(r: int) -> str:
@@ -93,6 +109,7 @@ class LoopView:
         self.kind = kind or ("image" if ds.kind == "image" else "signal" if ds.kind == "signal" else "vector")
         pos = {int(i): k for k, i in enumerate(ds.pool.ids)}
         self.content = content if content is not None else (lambda i: ds.pool.X[pos[int(i)]])
+        self._synthetic_content: dict[str, Any] = {}  # this round's synthetic items, by str id
         self.show_map = show_map
         self.busy = False
         self.error: str | None = None
@@ -110,7 +127,7 @@ class LoopView:
         self.labeler = Labeler(
             loop.store,
             [str(i) for i in ds.pool.ids[:1]],
-            content=self.content,
+            content=self._item_content,
             kind=self.kind,
             label_names=ds.class_names,
             annotator=annotator,
@@ -203,36 +220,84 @@ class LoopView:
             self.retrain_button.disabled = False
             self.labeler.locked = ""
 
-    # ------------------------------------------------------------------ views
-    def _show_round(self) -> None:
-        loop = self.loop
-        self.dashboard.update_from_loop(loop)
-        batch = [int(i) for i in loop.batch] + [int(i) for i in loop.state.get("synthetic_batch", [])]
-        if not batch:
-            return
-        real = [int(i) for i in loop.batch]
-        ids = [str(i) for i in real]
-        model_labels = conf = exemplars = None
-        if loop.round >= 0 and real:
-            view = loop.pool_view()
-            idx = loop.dataset.pool.index_of(real)
-            lab, agree = ensemble_agreement(view["probs"][:, idx])
-            model_labels = [int(v) for v in lab]
-            conf = agree
-            from ._common import nearest_exemplars
+    def use_as_batch(self, ids: Any, *, source: str = "lasso") -> None:
+        """Make ``ids`` (pool ids, e.g. a lasso selection on the map or a sampler's proposal)
+        the batch on the cards, in place of the one the strategy proposed.
 
+        The loop must be waiting for labels; :meth:`CurationLoop.set_batch` validates the
+        ids and saves the batch (a restarted kernel shows it). This round's synthetic items
+        stay on the cards.
+
+        Raises
+        ------
+        ValueError
+            From ``set_batch`` (unknown, labeled or excluded ids, an empty batch), or the
+            view is retraining; nothing changes.
+        """
+        if self.busy:
+            raise ValueError("ids: the loop is retraining; choose the batch when it is done")
+        if isinstance(ids, (str, bytes)):
+            raise ValueError(f"ids: expected a sequence of pool ids, got {ids!r}")
+        # a map's selection gives the ids as str
+        as_int = [int(i) if isinstance(i, str) and i.strip().isdigit() else i for i in ids]
+        self.loop.set_batch(as_int, source=source)
+        self._show_batch()
+        n = len(self.loop.batch)
+        self.status.value = f"{_round_name(self.loop.round)}: batch of {n} from {source}"
+
+    # ------------------------------------------------------------------ views
+    def _item_content(self, item_id: Any) -> Any:
+        """The item for a card's preview: a synthetic item from the loop, else ``content``."""
+        key = str(item_id)
+        if key in self._synthetic_content:
+            return self._synthetic_content[key]
+        c = self.content
+        return c(item_id) if callable(c) else c[item_id]
+
+    def _show_round(self) -> None:
+        self.dashboard.update_from_loop(self.loop)
+        self._show_batch()
+        if self.show_map and self.loop.round >= 0:
+            self._draw_map()
+
+    def _show_batch(self) -> None:
+        """The loop's batch on the cards: its real items, then its synthetic ones."""
+        loop = self.loop
+        real = [int(i) for i in loop.batch]
+        synth = loop.synthetic_batch
+        if not real and not synth:
+            return
+        ids = [str(i) for i in real + synth]
+        model_labels = conf = exemplars = None  # the bootstrap batch: no model yet
+        if synth:  # (synthesis runs in model rounds only)
+            sX, sy = loop.synthetic_items(synth)
+            self._synthetic_content = {str(i): x for i, x in zip(synth, sX, strict=True)}
+        if loop.round >= 0:
+            view = loop.pool_view()
+            idx = loop.dataset.pool.index_of(real) if real else np.zeros(0, np.int64)
+            lab, agree = ensemble_agreement(view["probs"][:, idx])
+            labels, conf, E = [int(v) for v in lab], np.asarray(agree), view["embedding"][idx]
+            if synth:
+                sv = loop.model_view(sX)
+                own, own_agree = ensemble_agreement(sv["probs"])
+                # the label each item was generated as (the model's where the generator gave none)
+                shown = np.where(sy >= 0, sy, own)
+                labels += [int(v) for v in shown]
+                conf = np.concatenate([conf, _agreement_with(sv["probs"], shown)])
+                E = np.concatenate([E, sv["embedding"]])
+            model_labels = labels
             have = loop.labeled_ids
             if have:
-                E = view["embedding"]
+                from ._common import nearest_exemplars
+
                 ref = loop.dataset.pool.index_of(have)
-                exemplars = nearest_exemplars(E[idx], E[ref], [str(i) for i in have], k=3)
+                exemplars = nearest_exemplars(E, view["embedding"][ref], [str(i) for i in have], k=3)
         strategy = (loop.state.get("batch_info") or {}).get("strategy", "")
         self.labeler.round = loop.round + 1
         self.labeler.confidence_name = "agreement" if (conf is not None and self._members() > 1) else "p"
-        self.labeler.title = f"{_round_name(loop.round)} · {strategy} · {len(ids)} items"
+        title = f"{_round_name(loop.round)} · {strategy} · {len(real)} items"
+        self.labeler.title = title + (f" + {len(synth)} synthetic" if synth else "")
         self.labeler.set_batch(ids, model_labels=model_labels, confidence=conf, exemplars=exemplars)
-        if self.show_map and loop.round >= 0:
-            self._draw_map()
 
     def _members(self) -> int:
         try:
