@@ -460,177 +460,113 @@ def test_labeler_on_action_callback(store, images):
     assert got[0]["item_ids"] == ["it0"] and len(got[1]["item_ids"]) == 5
 
 
-# ----------------------------------------------------------------------------- LatentMap
-def relayout(fig, sels):
-    """The message plotly.js sends after a box / lasso drag (FigureWidget._js2py_relayout)."""
-    fig._js2py_relayout = {"relayout_data": {"selections": sels}, "source_view_id": "view"}
-
-
-@pytest.fixture
-def lmap(rng):
-    xy = rng.uniform(0, 10, size=(300, 2))
-    return LatentMap(
-        xy,
-        [f"p{k}" for k in range(300)],
-        uncertainty=rng.uniform(size=300),
-        cluster=rng.integers(0, 4, 300),
-        content=rng.uniform(size=(300, 8, 8)),
-        kind="image",
-    )
-
-
-def test_latent_map_box_and_lasso_selections_in_a_row(lmap):
-    got = []
-    lmap.on_select(got.append)
-    xy = lmap.xy
-    boxes = [(0.5, 2.5), (3.0, 5.0), (6.0, 8.0)]  # each drag outside the previous box
-    for x0, x1 in boxes:
-        relayout(
-            lmap.figure,
-            [{"type": "rect", "x0": x0, "x1": x1, "y0": 1, "y1": 9, "xref": "x", "yref": "y"}],
-        )
-    assert len(got) == 3
-    for (x0, x1), ids in zip(boxes, got, strict=True):
-        ref = [
-            f"p{k}"
-            for k in np.flatnonzero(
-                (xy[:, 0] >= x0) & (xy[:, 0] <= x1) & (xy[:, 1] >= 1) & (xy[:, 1] <= 9)
-            )
-        ]
-        assert ids == ref and len(ids) > 10
-    relayout(lmap.figure, [{"type": "path", "path": "M1,1L9,1L5,9Z", "xref": "x", "yref": "y"}])
-    from matplotlib.path import Path
-
-    ref = np.flatnonzero(Path([[1, 1], [9, 1], [5, 9]]).contains_points(xy))
-    assert got[-1] == [f"p{k}" for k in ref]
-    assert lmap.selected_ids == got[-1]
-    # plotly.js highlights a browser selection itself; Python must not restyle then
-    # (that makes plotly.js drop the selection box), so the overlay stays empty ...
-    assert len(lmap.figure.data[lmap._i_selected].x) == 0
-    lmap.select(["p1", "p2"])  # ... and marks programmatic selections
-    assert len(lmap.figure.data[lmap._i_selected].x) == 2 and got[-1] == ["p1", "p2"]
-    relayout(lmap.figure, [])  # double-click clears
-    assert got[-1] == [] and lmap.selected_ids == []
-
-
-def test_latent_map_selection_survives_hover_traffic(lmap):
-    # hover messages go through _js2py_pointsCallback; the selection through layout
-    got = []
-    lmap.on_select(got.append)
-    hover = {
-        "event_type": "plotly_hover",
-        "points": {
-            "xs": [1.0],
-            "ys": [1.0],
-            "point_indexes": [7],
-            "trace_indexes": [lmap._i_points],
-        },
-        "device_state": {
-            "alt": False,
-            "ctrl": False,
-            "meta": False,
-            "shift": False,
-            "button": 0,
-            "buttons": 0,
-        },
-    }
-    lmap.figure._js2py_pointsCallback = hover
-    relayout(
-        lmap.figure,
-        [{"type": "rect", "x0": 0, "x1": 5, "y0": 0, "y1": 5, "xref": "x", "yref": "y"}],
-    )
-    lmap.figure._js2py_pointsCallback = dict(hover, event_type="plotly_unhover")
-    assert len(got) == 1 and len(got[0]) > 20
-    assert lmap.hovered == "p7"
-    img = lmap.figure.layout.images[0]
-    assert img.visible is True and img.source == lmap.preview_uri("p7")
-    from PIL import Image
-
-    shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(img.source.split(",")[1]))))
-    np.testing.assert_allclose(shown[::8, ::8] / 255.0, lmap.content[7], atol=0.5 / 255 + 1e-12)
-
-
-def test_latent_map_colouring_and_marks_from_store(rng, tmp_path):
-    from gapscope.helpers.store import LabelStore
-
-    ids = [f"p{k}" for k in range(40)]
-    xy = rng.normal(size=(40, 2))
-    with LabelStore(run_dir=tmp_path) as s:
-        s.set_schema(labels=[0, 1])
-        s.add_items(ids[:35], dataset="d")
-        s.add_items(ids[35:], dataset="d", source="synthetic")
-        s.record("p3", "label", annotator="a", label=1)
-        m = LatentMap(xy, ids, store=s, color_by="label", webgl=False)
-        assert len(m.figure.data[m._i_labeled].x) == 1
-        assert len(m.figure.data[m._i_synth].x) == 5
-        colors = m.figure.data[m._i_points].marker.color
-        assert colors[3] != colors[0] and colors[0] == "#cfcfcf"
-        m.color_by = "source"
-        assert (
-            m.figure.data[m._i_points].marker.color[36]
-            != m.figure.data[m._i_points].marker.color[0]
-        )
-        s.record("p4", "label", annotator="a", label=0)
-        m.refresh()
-        assert len(m.figure.data[m._i_labeled].x) == 2
-        m.color_by = "density"
-        np.testing.assert_allclose(m.figure.data[m._i_points].marker.color, map_density(xy)[3])
-        with pytest.raises(ValueError, match="uncertainty"):
-            m.color_by = "uncertainty"
-        with pytest.raises(ValueError, match="color_by"):
-            m.color_by = "banana"
-
-
-def test_latent_map_bad_input(rng):
-    with pytest.raises(ValueError, match="ids"):
-        LatentMap(rng.normal(size=(5, 2)), ["a", "b"])
-    with pytest.raises(ValueError, match="xy"):
-        LatentMap(rng.normal(size=(5, 3)), list("abcde"))
-    with pytest.raises(ValueError, match="uncertainty"):
-        LatentMap(rng.normal(size=(5, 2)), list("abcde"), uncertainty=[1, 2])
-    m = LatentMap(rng.normal(size=(5, 2)), list("abcde"), contours=False)
-    with pytest.raises(ValueError, match="not on the map"):
-        m.select(["zz"])
-    assert m.select(["b", "d"]) == ["b", "d"]
-
-
 # ----------------------------------------------------------------------------- SamplerPanel
-def test_sampler_proposal_follows_controls(rng):
-    from gapscope.helpers.density import GaussianKDE, select_low_density
+def _loo_log_density_reference(Z, dims, h):
+    """Leave-one-out Gaussian KDE of the pool in standardised PCA coordinates, by numpy."""
+    from scipy.special import logsumexp
 
+    Zc = Z - Z.mean(0)
+    _u, _s, vt = np.linalg.svd(Zc, full_matrices=False)
+    R = Zc @ vt[:dims].T
+    scale = R.std(0)
+    Rs = R / scale
+    d2 = ((Rs[:, None, :] - Rs[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(d2, np.inf)
+    n = len(Z)
+    return (
+        logsumexp(-d2 / (2 * h * h), axis=1)
+        - np.log(n - 1)
+        - 0.5 * dims * np.log(2 * np.pi * h * h)
+        - np.log(scale).sum()
+    )
+
+
+def _gumbel_reference(log_p, eps, temperature, n, seed):
+    lw = -np.logaddexp(log_p, np.log(eps)) / temperature
+    keys = lw + np.random.default_rng(seed).gumbel(size=len(lw))
+    return list(np.argsort(-keys, kind="stable")[:n])
+
+
+def test_sampler_proposal_follows_controls(rng, monkeypatch):
     Z = np.concatenate([rng.normal(size=(150, 3)), rng.normal(size=(10, 3)) + 5])
     ids = [f"z{k}" for k in range(160)]
     m = LatentMap(Z[:, :2], ids, contours=False)
-    sp = SamplerPanel(Z, ids, latent_map=m, count=8, random_state=3)
-    # what the panel proposes is exactly helpers.density for the same settings
-    kde = GaussianKDE(bandwidth=sp.bandwidth, device="cpu").fit(Z)
-    ref = select_low_density(Z, kde, 8, eps=sp.eps, temperature=1.0, random_state=3)
+    sp = SamplerPanel(Z, ids, latent_map=m, count=8, temperature=1.0, random_state=3)
+    assert sp.density_dims == 3  # min(density_dims=8, d)
+    # the density is an exact leave-one-out KDE in standardised PCA units (numpy reference)
+    ref_lp = _loo_log_density_reference(Z, 3, sp.bandwidth)
+    np.testing.assert_allclose(sp.pool_log_density, ref_lp, rtol=0, atol=1e-8)
+    # eps is the eps_percentile-th percentile of the pool density
+    assert sp.eps_percentile == 5.0
+    np.testing.assert_allclose(np.log(sp.eps), np.percentile(ref_lp, 5.0), atol=1e-8)
+    # the proposal is weighted sampling without replacement, w = (1/(p + eps))^(1/T)
+    ref = _gumbel_reference(ref_lp, sp.eps, 1.0, 8, 3)
     assert sp.proposal["ids"] == [ids[k] for k in ref]
     np.testing.assert_allclose(m.proposal_xy(), Z[ref, :2])
+    np.testing.assert_allclose(sp.proposal["log_density"], ref_lp[ref], atol=1e-8)
+    pct = 100 * (ref_lp[None, :] <= ref_lp[ref][:, None]).mean(1)
+    np.testing.assert_allclose(sp.proposal["density_percentile"], pct)
+    assert sp.proposal_percentile == pytest.approx(np.median(pct))
     # a browser change set (debounced in JS) arrives as one update: one recompute
     import gapscope.helpers.density as hd
 
     calls = []
-    real = hd.select_low_density
-
-    def counting(*a, **k):
-        calls.append(k["temperature"])
-        return real(*a, **k)
-
-    hd.select_low_density = counting
-    try:
-        sp.set_state({"count": 12, "temperature": 0.1})  # = one comm update from the browser
-    finally:
-        hd.select_low_density = real
-    assert calls == [0.1]  # one recompute for two changes
+    real = hd._gumbel_top_n
+    monkeypatch.setattr(hd, "_gumbel_top_n", lambda *a: calls.append(1) or real(*a))
+    sp.set_state({"count": 12, "temperature": 0.1})  # = one comm update from the browser
+    assert calls == [1]  # one recompute for two changes
     assert sp.n_proposed == 12 and m.proposal_xy().shape == (12, 2)
-    kde2 = GaussianKDE(bandwidth=sp.bandwidth, device="cpu").fit(Z)
-    ref2 = select_low_density(Z, kde2, 12, eps=sp.eps, temperature=0.1, random_state=3)
-    assert sp.proposal["ids"] == [ids[k] for k in ref2]
+    assert sp.proposal["ids"] == [ids[k] for k in _gumbel_reference(ref_lp, sp.eps, 0.1, 12, 3)]
     # at low temperature the far cluster (the sparse region, 10 of 160 points) dominates the
-    # proposal: 8 of 12 here, which is also the T -> 0 limit (the 12 lowest-density points hold
-    # 8 far ones), so ">= 8" had no headroom. At T = 1: 2-3; a uniform draw: 0.75 on average.
+    # proposal; a uniform draw holds 0.75 of them on average
     assert sum(int(i[1:]) >= 150 for i in sp.proposal["ids"]) >= 6
+
+
+def _jaccard(a, b):
+    return len(set(a) & set(b)) / len(set(a) | set(b))
+
+
+@pytest.mark.parametrize("density_dims", [2, 8])
+def test_sampler_controls_move_the_proposal_on_digits(density_dims):
+    """On a real pool (1259 digits, 64 pixels) every control moves the proposal across its
+    range, and what the panel shows are percentiles of the pool's density."""
+    from gapscope.helpers.data import load_dataset
+
+    pool = load_dataset("digits", random_state=0).pool
+    X = pool.flat_X()
+    sp = SamplerPanel(X, pool.ids, count=24, density_dims=density_dims, random_state=0)
+    assert sp.density_dims == density_dims
+    # the pool's densities differ: > 1 nat between its 5th and 95th percentile (in the
+    # 64-d pixel space a KDE spreads ~0.01 nat; measured here: 1.5 (2 dims), 3.2 (8 dims))
+    lo, hi = np.percentile(sp.pool_log_density, [5, 95])
+    assert hi - lo > 1.0
+    # the default proposal is sparse: its median item is denser than at most 25% of the pool
+    assert sp.proposal_percentile <= 25
+    sweeps = {
+        "bandwidth": np.geomspace(*sp.bandwidth_range, 9),
+        "eps_percentile": np.linspace(0, 100, 9),
+        "temperature": np.geomspace(*sp.temperature_range, 9),
+        "count": np.linspace(1, sp.max_count, 9).round().astype(int),
+    }
+    defaults = {name: getattr(sp, name) for name in sweeps}
+    for name, values in sweeps.items():
+        sets, shown = [], []
+        for v in values:
+            setattr(sp, name, type(defaults[name])(v))
+            assert sp.message_kind == "", sp.message
+            sets.append(frozenset(sp.proposal["ids"]))
+            pct = sp.proposal["density_percentile"]
+            assert ((0 <= pct) & (pct <= 100)).all() and 0 <= sp.proposal_percentile <= 100
+            assert "percentile of pool" in sp.message and "e+" not in sp.message
+            shown.append(sp.proposal_percentile)
+        setattr(sp, name, defaults[name])
+        # measured: 7-9 distinct sets of 9, Jaccard between the extremes 0.0-0.3
+        assert len(set(sets)) >= 5, (name, len(set(sets)))
+        assert _jaccard(sets[0], sets[-1]) < 0.5, (name, _jaccard(sets[0], sets[-1]))
+        if name in ("eps_percentile", "temperature"):
+            # flattening the weights raises the proposal's density (measured: 2 -> 33+)
+            assert shown[-1] - shown[0] >= 10, (name, shown)
+    assert 0 < sp.eps_percentile <= 100 and 0 < sp.eps
 
 
 def test_sampler_make_batch_button_and_synthetic(rng):
@@ -645,14 +581,61 @@ def test_sampler_make_batch_button_and_synthetic(rng):
     sp.strategy = "synthetic"
     assert sp.proposal["ids"] is None and sp.proposal["Z"].shape == (5, 2)
     np.testing.assert_allclose(m.proposal_xy(), sp.proposal["Z"])
+    assert sp.message.startswith("5 new latents proposed; proposal median density: ")
+    assert (
+        (0 <= sp.proposal["density_percentile"]) & (sp.proposal["density_percentile"] <= 100)
+    ).all()
     sp.count = 500  # more than the pool: visible error
     assert sp.message_kind == "error" and "count" in sp.message
+    sp.count = 5
+    sp.eps_percentile = 120.0
+    assert sp.message_kind == "error" and "eps_percentile" in sp.message
     with pytest.raises(ValueError, match="strategy"):
         SamplerPanel(Z, ids, strategy="magic")
     with pytest.raises(ValueError, match="project"):
         SamplerPanel(Z, ids, latent_map=m, strategy="synthetic")
+    with pytest.raises(TypeError, match="eps_percentile"):
+        SamplerPanel(Z, ids, eps=1e-3)
+    with pytest.raises(ValueError, match="density_dims"):
+        SamplerPanel(Z, ids, density_dims=0)
+    with pytest.raises(ValueError, match="identical"):
+        SamplerPanel(np.ones((10, 3)), range(10))
 
 
+def test_sampler_synthetic_latents_live_in_z_and_are_sparse(rng):
+    # 16-d latents, 3 dims of density: new latents come back in Z's 16 dims, inside the
+    # span of the principal components, and sparser than most of the pool
+    Z = rng.normal(size=(400, 16)) * np.r_[3.0, 2.0, 1.5, np.full(13, 0.1)]
+    sp = SamplerPanel(
+        Z,
+        range(400),
+        project=lambda z: z[:, :2],
+        count=30,
+        density_dims=3,
+        strategy="synthetic",
+        random_state=1,
+    )
+    Zp = sp.proposal["Z"]
+    assert Zp.shape == (30, 16) and sp.proposal["xy"].shape == (30, 2)
+    pca = sp._pca
+    np.testing.assert_allclose(pca.inverse_transform(pca.transform(Zp)), Zp, atol=1e-9)
+    assert sp.proposal_percentile <= 25
+    ordinals = {
+        1: "1st",
+        2: "2nd",
+        3: "3rd",
+        4: "4th",
+        11: "11th",
+        12: "12th",
+        13: "13th",
+        21: "21st",
+        22: "22nd",
+        100: "100th",
+        0: "0th",
+    }
+    from gapscope.widgets.sampler import ordinal
+
+    assert {k: ordinal(k) for k in ordinals} == ordinals
 # ----------------------------------------------------------------------------- LoopDashboard
 def test_dashboard_updates_when_a_round_ends():
     import pandas as pd
@@ -695,6 +678,30 @@ def test_dashboard_updates_when_a_round_ends():
     with pytest.raises(TypeError, match="accuracy"):
         dash.add_round({"round": 2, "accuracy": "high"})
     assert dash.rounds == [0]  # nothing half-applied
+
+
+def test_dashboard_ticks_are_whole_rounds_and_empty_panels_say_why():
+    dash = LoopDashboard()
+    assert set(dash.empty_panels().values()) == {"no rounds yet"} and len(dash.empty_panels()) == 6
+    dash.update([{"round": 0, "accuracy": 0.5, "labels": 12}, {"round": 1, "accuracy": 0.6, "labels": 20}])
+    lay = dash.figure.layout
+    for ax in (lay.xaxis, lay.xaxis2, lay.xaxis3, lay.xaxis6):  # the per-round panels
+        assert (ax.tickmode, ax.tick0, ax.dtick, ax.tickformat) == ("linear", 0, 1, "d")
+    assert lay.xaxis4.type == lay.xaxis5.type == "category"  # arms, not numbers
+    empty = dash.empty_panels()
+    assert empty == {
+        "calibration": "not measured in this run",
+        "diversity": "not measured in this run",
+        "arm_pulls": "no bandit in this strategy",
+        "arm_rewards": "no bandit in this strategy",
+    }
+    assert lay.xaxis4.showticklabels is False and lay.xaxis.showticklabels is True
+    # many rounds: still whole numbers, at most 8 ticks
+    dash.update([{"round": r, "accuracy": 0.5, "ece": 0.1, "d_score": 1.0} for r in range(30)],
+                bandit_history=[{"round": 29, "pulls": [3, 4], "means": [0.2, 0.1]}])
+    assert lay.xaxis.dtick == 4 and float(lay.xaxis.dtick).is_integer()
+    assert dash.empty_panels() == {"labels": "not measured in this run"}
+    assert lay.xaxis4.showticklabels is True
 
 
 def test_labeler_applies_browser_messages_in_sequence_order(store, images):
@@ -757,23 +764,3 @@ def test_dashboard_reads_the_loop_shapes():
     dash.update_from_loop(FakeLoop())
     assert dash.rounds == [0] and list(dash.figure.data[dash._traces["arm_pulls"]].y) == [2.0, 0.0]
     assert np.isnan(dash.figure.data[dash._traces["arm_rewards"]].y[1])
-
-
-def test_latent_map_previews_for_signals_and_text(rng):
-    sig = rng.normal(size=(6, 40))
-    m = LatentMap(
-        rng.normal(size=(6, 2)), list("abcdef"), content=sig, kind="signal", contours=False
-    )
-    m.show_item("c")
-    assert m.figure.layout.images[0].source.startswith("data:image/svg+xml;base64,")
-    svg = base64.b64decode(m.figure.layout.images[0].source.split(",")[1]).decode()
-    assert svg.count(",") == 40  # one polyline vertex per sample
-    t = LatentMap(
-        rng.normal(size=(3, 2)),
-        ["x", "y", "z"],
-        content=["a cat", "a dog", "?"],
-        kind="text",
-        contours=False,
-    )
-    assert "a dog" in t.figure.data[t._i_points].text[1]
-    assert t.preview_uri("y") is None

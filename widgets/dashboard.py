@@ -32,6 +32,26 @@ _TITLES = (
     "arm mean reward",
     "labels",
 )
+#: panel -> its subplot axis suffix ("" for xaxis/yaxis, "2" for xaxis2, ...): the 2 x 3 grid
+#: in the order of ``_TITLES``
+_AXES = {
+    "quality": "",
+    "calibration": "2",
+    "diversity": "3",
+    "arm_pulls": "4",
+    "arm_rewards": "5",
+    "labels": "6",
+}
+_BANDIT_PANELS = ("arm_pulls", "arm_rewards")
+#: at most this many round ticks on an axis (integers always: a round has no halves)
+_MAX_TICKS = 8
+
+
+def round_dtick(rounds: Any) -> int:
+    """Spacing of integer round ticks: 1, or larger so that at most ``_MAX_TICKS`` show."""
+    r = [int(v) for v in rounds]
+    span = (max(r) - min(r)) if r else 0
+    return max(1, int(np.ceil(span / _MAX_TICKS)))
 
 
 def _as_records(history: Any) -> list[dict]:
@@ -123,6 +143,23 @@ class LoopDashboard:
             col=2,
         )
         self._traces["arm_rewards"] = len(self.figure.data) - 1
+        # arm names are categories, not numbers ("0", "1" would get a 0.5 tick otherwise)
+        for panel in _BANDIT_PANELS:
+            self.figure.layout[f"xaxis{_AXES[panel]}"].type = "category"
+        # one note per panel, shown where the panel has nothing to draw
+        for panel, ax in _AXES.items():
+            self.figure.add_annotation(
+                name=f"empty-{panel}",
+                text="no rounds yet",
+                xref=f"x{ax} domain",
+                yref=f"y{ax} domain",
+                x=0.5,
+                y=0.5,
+                showarrow=False,
+                font={"color": "#888", "size": 12},
+                visible=True,
+            )
+        self._show_empty({panel: "no rounds yet" for panel in _AXES})
         self.bandit_history: list[dict] = []
         self.history: list[dict] = []
         if history is not None:
@@ -175,6 +212,7 @@ class LoopDashboard:
             rewards = _arm_vector(recs[-1].get("arm_rewards")) if recs else {}
         self.history, self.bandit_history = recs, bh
         x = self.rounds
+        drawn: set[str] = set()  # (read back inside batch_update, traces give old values)
         with self.figure.batch_update():
             for key, i in self._traces.items():
                 if key in ("arm_pulls", "arm_rewards"):
@@ -186,10 +224,49 @@ class LoopDashboard:
                     (x, [np.nan if y is None else float(y) for y in ys]) if have else ([], [])
                 )
                 tr.visible = True if have else False
+                if have:
+                    drawn.add(key)
             bp = self.figure.data[self._traces["arm_pulls"]]
             bp.x, bp.y = list(pulls), list(pulls.values())
             br = self.figure.data[self._traces["arm_rewards"]]
             br.x, br.y = list(rewards), list(rewards.values())
+            dtick = round_dtick(x)
+            for panel, ax in _AXES.items():
+                if panel not in _BANDIT_PANELS:
+                    self.figure.layout[f"xaxis{ax}"].update(
+                        tickmode="linear", tick0=0, dtick=dtick, tickformat="d"
+                    )
+            empty: dict[str, str] = {}
+            for panel, keys in PANELS.items():
+                if not drawn & set(keys):
+                    empty[panel] = "no rounds yet" if not recs else "not measured in this run"
+            for panel, arms in (("arm_pulls", pulls), ("arm_rewards", rewards)):
+                if not arms:
+                    empty[panel] = "no rounds yet" if not recs else "no bandit in this strategy"
+            self._show_empty(empty)
+
+    def _show_empty(self, empty: Mapping[str, str]) -> None:
+        """Say why a panel is empty (its note) and hide its bare axes; show the others."""
+        for note in self.figure.layout.annotations:
+            panel = (note.name or "").removeprefix("empty-")
+            if note.name and note.name.startswith("empty-"):
+                note.visible = panel in empty
+                if panel in empty:
+                    note.text = empty[panel]
+        for panel, ax in _AXES.items():
+            show = panel not in empty
+            for axis in (f"xaxis{ax}", f"yaxis{ax}"):
+                self.figure.layout[axis].update(
+                    showticklabels=show, showgrid=show, zeroline=show, showline=False
+                )
+
+    def empty_panels(self) -> dict[str, str]:
+        """Panels with nothing to draw and the note each shows instead (for tests and notebooks)."""
+        return {
+            note.name.removeprefix("empty-"): note.text
+            for note in self.figure.layout.annotations
+            if note.name and note.name.startswith("empty-") and note.visible
+        }
 
     def update_from_loop(self, loop: Any) -> None:
         """Redraw from a ``helpers.loop.CurationLoop`` (its results and bandit history)."""
