@@ -27,9 +27,16 @@ function render({ model, el: host }) {
     timer = setTimeout(flush, 250);
   }
 
-  // log-scale slider for positive floats
-  function logSlider(name, label, rangeName, digits) {
+  const ordinal = (p) => {
+    const k = Math.round(p);
+    const s = (k % 100 >= 10 && k % 100 <= 20) ? "th" : ({ 1: "st", 2: "nd", 3: "rd" })[k % 10] || "th";
+    return k + s;
+  };
+
+  // log-scale slider for positive floats over the [lo, hi] held in trait rangeName
+  function logSlider(name, label, rangeName, show, hint) {
     const row = el("label", "gs-row");
+    row.title = hint;
     const txt = el("span", "gs-label", label);
     const input = el("input", "gs-" + name);
     input.type = "range"; input.min = "0"; input.max = "1000"; input.step = "1";
@@ -42,9 +49,9 @@ function render({ model, el: host }) {
       const [lo, hi] = model.get(rangeName);
       return Math.exp(Math.log(lo) + (p / 1000) * (Math.log(hi) - Math.log(lo)));
     };
-    const sync = () => { input.value = String(toPos(model.get(name))); val.textContent = model.get(name).toPrecision(digits); };
+    const sync = () => { input.value = String(toPos(model.get(name))); val.textContent = show(model.get(name)); };
     input.addEventListener("input", () => {
-      const v = fromPos(Number(input.value)); val.textContent = v.toPrecision(digits); queue(name, v);
+      const v = fromPos(Number(input.value)); val.textContent = show(v); queue(name, v);
     });
     model.on("change:" + name, sync); model.on("change:" + rangeName, sync);
     sync();
@@ -52,28 +59,29 @@ function render({ model, el: host }) {
     return row;
   }
 
-  rows.append(logSlider("bandwidth", "bandwidth", "bandwidth_range", 3));
-  rows.append(logSlider("eps", "eps", "eps_range", 2));
-  // temperature: log slider over [0.05, 20]
+  const dims = () => model.get("density_dims");
+  rows.append(logSlider("bandwidth", "bandwidth", "bandwidth_range", (v) => v.toPrecision(2) + " sd",
+    "KDE bandwidth in standard deviations of the density space (the first " + dims() +
+    " principal components of the latents, each scaled to unit variance)"));
+  // eps: a percentile of the pool's density, 0-100
   {
     const row = el("label", "gs-row");
-    const input = el("input", "gs-temperature");
-    input.type = "range"; input.min = "0"; input.max = "1000";
+    row.title = "eps of 1/(p + eps): the p-th percentile of the pool's density. Items sparser " +
+      "than it are preferred about equally; higher eps flattens the preference.";
+    const input = el("input", "gs-eps");
+    input.type = "range"; input.min = "0"; input.max = "100"; input.step = "1";
     const val = el("span", "gs-val");
-    const lo = Math.log(0.05), hi = Math.log(20);
-    const sync = () => {
-      const t = model.get("temperature");
-      input.value = String(Math.round(1000 * (Math.log(t) - lo) / (hi - lo)));
-      val.textContent = t.toPrecision(3);
-    };
+    const show = (q) => ordinal(q) + " pct";
+    const sync = () => { input.value = String(model.get("eps_percentile")); val.textContent = show(model.get("eps_percentile")); };
     input.addEventListener("input", () => {
-      const t = Math.exp(lo + (Number(input.value) / 1000) * (hi - lo));
-      val.textContent = t.toPrecision(3); queue("temperature", t);
+      const q = Number(input.value); val.textContent = show(q); queue("eps_percentile", q);
     });
-    model.on("change:temperature", sync); sync();
-    row.append(el("span", "gs-label", "temperature"), input, val);
+    model.on("change:eps_percentile", sync); sync();
+    row.append(el("span", "gs-label", "eps"), input, val);
     rows.append(row);
   }
+  rows.append(logSlider("temperature", "temperature", "temperature_range", (v) => v.toPrecision(2),
+    "below 1 sharpens the preference for low density, above 1 flattens it towards uniform"));
   {
     const row = el("label", "gs-row");
     const input = el("input", "gs-count");
@@ -110,7 +118,11 @@ function render({ model, el: host }) {
   // keys on the sliders / menu belong to them: keep JupyterLab's command-mode shortcuts
   // (arrows collapse headings, 1-6 change cell types, ...) from seeing them
   root.addEventListener("keydown", (e) => e.stopPropagation());
-  root.append(el("div", "gs-title", "Low-density sampler"), rows, btn, msg);
+  const title = el("div", "gs-title", "Low-density sampler");
+  const sub = el("div", "gs-sub");
+  const drawSub = () => { sub.textContent = "density: KDE on " + dims() + " principal components (standardised)"; };
+  model.on("change:density_dims", drawSub); drawSub();
+  root.append(title, sub, rows, btn, msg);
   host.appendChild(root);
 }
 
