@@ -144,7 +144,7 @@ def _(U, ds, json, mo, pool, selection_file, store, xy):
         _tmp.replace(selection_file)
 
     lmap.on_select(_save)
-    map_view = mo.ui.anywidget(lmap.figure)
+    map_view = mo.ui.anywidget(lmap)
     map_view  # noqa: B018 - marimo shows a cell's last expression
     return lmap, selections
 

@@ -1,26 +1,34 @@
-"""LatentMap: a WebGL scatter of the 2-D map with density contours, colouring, hover
-previews and reliable box / lasso selection (a view over arrays and the label store)."""
+"""LatentMap: a canvas scatter of a 2-D map for 10^2 .. 10^6 points, with density shading,
+colouring with a legend, hover previews beside the plot and box / lasso selection.
+
+The front end (``static/map.js``) gets the points as binary traits and draws them into one
+canvas image per frame; this class owns colours, legend, marks and the selection's meaning.
+It is a view over arrays and the label store: it stores nothing itself.
+"""
 
 from __future__ import annotations
 
+import base64
+import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+import anywidget
 import numpy as np
+import traitlets
 
 from ._common import (
     ITEM_KINDS,
+    WIDGETS_VERSION,
     map_density,
     png_data_uri,
-    selection_mask,
+    points_in_polygon,
     sparkline_svg,
     svg_data_uri,
 )
 
-_BLANK_PNG = (
-    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNk"
-    "YAAAAAYAAjCB0C8AAAAASUVORK5CYII="
-)
+_STATIC = Path(__file__).parent / "static"
 COLOR_BY = ("density", "uncertainty", "cluster", "label", "source", "error")
 _CATEGORICAL = {"cluster", "label", "source"}
 _PALETTE = [
@@ -41,7 +49,41 @@ _PALETTE = [
     "#7b4173",
     "#3182bd",
 ]
-_CONTINUOUS_SCALE = {"density": "Viridis", "uncertainty": "Inferno", "error": "Reds"}
+_MISSING = "#cfcfcf"  # unlabeled items, cluster noise (-1)
+# continuous colour scales as stops (matplotlib's viridis / inferno, ColorBrewer's Reds)
+_SCALES = {
+    "density": ["#440154", "#472c7a", "#3b518b", "#2c718e", "#21908d", "#27ad81", "#5cc863", "#aadc32", "#fde725"],
+    "uncertainty": ["#000004", "#1f0c48", "#550f6d", "#88226a", "#ba3655", "#e35933", "#f98c0a", "#f9c932", "#fcffa4"],
+    "error": ["#fff5f0", "#fee0d2", "#fcbba1", "#fc9272", "#fb6a4a", "#ef3b2c", "#cb181d", "#a50f15", "#67000d"],
+}
+FLAG_LABELED, FLAG_SYNTHETIC, FLAG_BATCH = 1, 2, 4
+
+
+def _hex_rgb(c: str) -> tuple[int, int, int]:
+    c = c.lstrip("#")
+    return int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16)
+
+
+def continuous_rgba(v: np.ndarray, stops: Sequence[str], lo: float, hi: float) -> np.ndarray:
+    """RGBA bytes (n, 4) of values ``v`` on a piecewise-linear scale from ``lo`` to ``hi``.
+
+    Values outside [lo, hi] take the end colours; NaN is drawn grey.
+    """
+    v = np.asarray(v, dtype=np.float64)
+    rgb = np.array([_hex_rgb(s) for s in stops], dtype=np.float64)
+    span = hi - lo if hi > lo else 1.0
+    t = np.clip((np.nan_to_num(v, nan=lo) - lo) / span, 0.0, 1.0) * (len(stops) - 1)
+    k = np.minimum(t.astype(np.int64), len(stops) - 2)
+    f = (t - k)[:, None]
+    out = np.empty((v.size, 4), dtype=np.uint8)
+    out[:, :3] = np.round(rgb[k] * (1 - f) + rgb[k + 1] * f).astype(np.uint8)
+    out[:, 3] = 255
+    out[np.isnan(v), :3] = _hex_rgb(_MISSING)
+    return out
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3g}"
 
 
 def _labels_from_store(store: Any, ids: list[str]) -> list[Any]:
@@ -72,8 +114,8 @@ def _sources_from_store(store: Any, ids: list[str]) -> list[Any]:
     return [m.get(i, "real") for i in ids]
 
 
-class LatentMap:
-    """Interactive 2-D map of a pool (plotly ``FigureWidget``, i.e. an anywidget).
+class LatentMap(anywidget.AnyWidget):
+    """Interactive 2-D map of a pool (an anywidget: display it, or ``mo.ui.anywidget(it)``).
 
     Parameters
     ----------
@@ -82,7 +124,8 @@ class LatentMap:
     ids : sequence of length n
         Item ids (as in the label store).
     color_by : {"density", "uncertainty", "cluster", "label", "source", "error"}
-        Initial colouring. "density" is the KDE of the map itself (KDEpy ``FFTKDE``).
+        Initial colouring (the map's own dropdown changes it too). "density" is the KDE of
+        the map itself (KDEpy ``FFTKDE``).
     uncertainty, error : array of shape (n,), optional
         Continuous per-item values for colouring.
     cluster : array of shape (n,), optional
@@ -100,24 +143,44 @@ class LatentMap:
     kind : {"image", "signal", "vector", "text"}
         Hover preview: a thumbnail for images, a sparkline for signals and vectors.
     contours : bool
-        Draw KDE contour lines of the map under the points.
+        Shade the map's KDE (8 levels) under the points.
     bandwidth : float or "scott"
         KDE bandwidth in standardised map units (see ``widgets._common.map_density``).
-    webgl : bool
-        ``Scattergl`` (smooth at 100k points) rather than SVG ``Scatter``.
     hover : bool
-        Show hover previews. Selection is read from ``layout.selections`` (a separate
-        synced trait), so it stays reliable with hover on.
-    width, height : int
-        Figure size in pixels.
+        Send hovered points to Python for the preview beside the plot.
+    width : int
+        Plot width in pixels; 0 (default) fills the notebook's width.
+    height : int
+        Plot height in pixels.
 
     Notes
     -----
-    plotly's ``FigureWidget`` sends hover and selection events through one synced trait,
-    and ipywidgets merges pending changes of one trait: with hover on, most
-    ``plotly_selected`` events never reach Python. This map therefore derives the
-    selection from ``layout.selections`` (rectangles and lasso paths in data units).
+    In the browser: drag = box (or lasso, from the toolbar), shift adds to the selection,
+    the wheel zooms, Pan mode or alt-drag moves, double-click or Escape clears.
+    Each selection arrives in Python as one custom message with a bitmask of the points
+    inside (computed in the browser, where the points are); ``last_select_ms`` is the time
+    from mouse-up in the page to the selection in Python.
     """
+
+    _esm = (_STATIC / "map.js").read_text(encoding="utf-8")
+    _css = (_STATIC / "map.css").read_text(encoding="utf-8")
+
+    xy_bytes = traitlets.Bytes(b"").tag(sync=True)
+    colors = traitlets.Bytes(b"").tag(sync=True)
+    flags = traitlets.Bytes(b"").tag(sync=True)
+    selection = traitlets.Bytes(b"").tag(sync=True)
+    selection_rev = traitlets.Int(0).tag(sync=True)
+    density_grid = traitlets.Bytes(b"").tag(sync=True)
+    density = traitlets.Dict().tag(sync=True)
+    proposal = traitlets.List().tag(sync=True)
+    legend = traitlets.Dict().tag(sync=True)
+    color_by = traitlets.Unicode("density").tag(sync=True)
+    color_options = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    hover_info = traitlets.Dict().tag(sync=True)
+    title = traitlets.Unicode("").tag(sync=True)
+    width = traitlets.Int(0).tag(sync=True)
+    height = traitlets.Int(420).tag(sync=True)
+    version = traitlets.Unicode(WIDGETS_VERSION).tag(sync=True)
 
     def __init__(
         self,
@@ -135,183 +198,107 @@ class LatentMap:
         kind: str = "vector",
         contours: bool = True,
         bandwidth: float | str = "scott",
-        webgl: bool = True,
         hover: bool = True,
-        width: int = 760,
-        height: int = 540,
+        width: int = 0,
+        height: int = 420,
         title: str = "",
     ) -> None:
-        import plotly.graph_objects as go
+        if kind not in ITEM_KINDS:
+            raise ValueError(f"kind: expected one of {ITEM_KINDS}, got {kind!r}")
+        if int(width) < 0 or int(height) < 80:
+            raise ValueError(f"width, height: expected width >= 0 (0 = fill) and height >= 80, got {width}, {height}")
+        super().__init__(width=int(width), height=int(height), title=title)
+        self.store, self.content, self.kind = store, content, kind
+        self.contours, self.bandwidth, self.hover = bool(contours), bandwidth, bool(hover)
+        self._select_callbacks: list[Callable[[list[str]], Any]] = []
+        self._hover_callbacks: list[Callable[[str], Any]] = []
+        self.hovered: str | None = None
+        self.n_selections = 0
+        self.last_select_ms: float | None = None
+        self.last_selection_shape: dict = {}
+        self._values: dict[str, np.ndarray] = {}
+        self._batch: set[str] = set()
+        self._set_points(xy, ids)
+        for name, v in (("uncertainty", uncertainty), ("error", error)):
+            if v is not None:
+                self._values[name] = self._check_values(v, name)
+        if cluster is not None:
+            self._values["cluster"] = self._check_cluster(cluster)
+        self._labels_arg = None if labels is None else self._check_seq(labels, "labels")
+        self._source_arg = None if source is None else self._check_seq(source, "source")
+        self._check_color_by(color_by)
+        with self.hold_sync():
+            self._send_points()
+            if color_by != self.color_by:
+                self.color_by = color_by  # recolours (the observer)
+            else:
+                self._recolor()
+            self.refresh()
+        self.on_msg(self._on_frontend_msg)
 
+    # ---------------------------------------------------------------- points
+    def _set_points(self, xy: Any, ids: Sequence[Any] | None) -> None:
         xy = np.asarray(xy, dtype=np.float64)
         if xy.ndim != 2 or xy.shape[1] != 2 or xy.shape[0] < 2:
             raise ValueError(f"xy: expected shape (n >= 2, 2), got {xy.shape}")
         if not np.isfinite(xy).all():
             raise ValueError("xy: expected finite map coordinates, got NaN or inf")
-        n = xy.shape[0]
-        ids = [str(i) for i in ids]
-        if len(ids) != n:
-            raise ValueError(f"ids: expected {n} ids (one per row of xy), got {len(ids)}")
-        if len(set(ids)) != n:
-            raise ValueError("ids: expected unique item ids, got duplicates")
-        if kind not in ITEM_KINDS:
-            raise ValueError(f"kind: expected one of {ITEM_KINDS}, got {kind!r}")
-        self.xy, self.ids, self.n = xy, ids, n
-        self._pos = {i: k for k, i in enumerate(ids)}
-        self.store, self.content, self.kind = store, content, kind
-        self._values: dict[str, np.ndarray] = {}
-        for name, v in (("uncertainty", uncertainty), ("error", error)):
-            if v is not None:
-                self._values[name] = self._check_values(v, name)
-        if cluster is not None:
-            self._values["cluster"] = np.asarray(cluster).ravel()
-            if self._values["cluster"].shape != (n,):
-                raise ValueError(f"cluster: expected shape ({n},), got {np.shape(cluster)}")
-        self._labels_arg = None if labels is None else self._check_seq(labels, "labels")
-        self._source_arg = None if source is None else self._check_seq(source, "source")
-        self.grid_x, self.grid_y, self.grid_z, dens = map_density(xy, bandwidth=bandwidth)
+        if ids is None:
+            if xy.shape[0] != self.n:
+                raise ValueError(f"xy: expected {self.n} rows (one per item on the map), got {xy.shape[0]}")
+        else:
+            ids = [str(i) for i in ids]
+            if len(ids) != xy.shape[0]:
+                raise ValueError(f"ids: expected {xy.shape[0]} ids (one per row of xy), got {len(ids)}")
+            if len(set(ids)) != len(ids):
+                raise ValueError("ids: expected unique item ids, got duplicates")
+            self.ids, self.n = ids, len(ids)
+            self._pos_cache: dict[str, int] | None = None
+            self._selected_idx = np.zeros(0, dtype=np.int64)
+        self.xy = xy
+        self.grid_x, self.grid_y, self.grid_z, dens = map_density(xy, bandwidth=self.bandwidth)
         self._values["density"] = dens
-        self._select_callbacks: list[Callable[[list[str]], Any]] = []
-        self._selected: list[str] = []
-        self._last_sel_key: Any = None
-        self._hover_callbacks: list[Callable[[str], Any]] = []
-        self.hovered: str | None = None
 
-        trace = go.Scattergl if webgl else go.Scatter
-        data = []
-        if contours:
-            data.append(
-                go.Contour(
-                    x=self.grid_x,
-                    y=self.grid_y,
-                    z=self.grid_z,
-                    name="density",
-                    contours={"coloring": "lines", "showlabels": False},
-                    ncontours=8,
-                    line={"width": 1},
-                    colorscale=[[0, "#c9d3e0"], [1, "#5b6b82"]],
-                    showscale=False,
-                    hoverinfo="skip",
-                    showlegend=False,
-                )
-            )
-        self._i_points = len(data)
-        data.append(
-            trace(
-                x=xy[:, 0],
-                y=xy[:, 1],
-                mode="markers",
-                name="items",
-                marker={"size": 6, "opacity": 0.85},
-                text=ids,
-                hovertemplate="%{text}<extra></extra>",
-                showlegend=False,
-            )
-        )
-        self._i_labeled = len(data)
-        data.append(
-            trace(
-                x=[],
-                y=[],
-                mode="markers",
-                name="labeled",
-                hoverinfo="skip",
-                marker={
-                    "symbol": "circle-open",
-                    "size": 10,
-                    "color": "#111",
-                    "line": {"width": 1.5},
-                },
-            )
-        )
-        self._i_synth = len(data)
-        data.append(
-            trace(
-                x=[],
-                y=[],
-                mode="markers",
-                name="synthetic",
-                hoverinfo="skip",
-                marker={
-                    "symbol": "diamond-open",
-                    "size": 12,
-                    "color": "#ff7f0e",
-                    "line": {"width": 2},
-                },
-            )
-        )
-        self._i_selected = len(data)
-        data.append(
-            trace(
-                x=[],
-                y=[],
-                mode="markers",
-                name="selected",
-                hoverinfo="skip",
-                marker={
-                    "symbol": "circle-open",
-                    "size": 13,
-                    "color": "#e3007a",
-                    "line": {"width": 2.5},
-                },
-            )
-        )
-        self._i_proposal = len(data)
-        data.append(
-            trace(
-                x=[],
-                y=[],
-                mode="markers",
-                name="proposal",
-                hoverinfo="skip",
-                marker={"symbol": "x", "size": 9, "color": "#d62728"},
-            )
-        )
-        layout = {
-            "width": width,
-            "height": height,
-            "title": {"text": title} if title else None,
-            "dragmode": "select",
-            "hovermode": "closest" if hover else False,
-            "margin": {"l": 40, "r": 10, "t": 30 if title else 10, "b": 30},
-            "legend": {"orientation": "h", "y": -0.08, "x": 0},
-            "xaxis": {"domain": [0, 1], "zeroline": False},
-            "yaxis": {"domain": [0, 1], "zeroline": False},
-            # the hover preview is a layout image: changing it is a relayout that leaves
-            # the user's selection alone (restyling a trace would make plotly.js drop it)
-            "images": [
-                {
-                    "source": _BLANK_PNG,
-                    "xref": "paper",
-                    "yref": "paper",
-                    "x": 1.0,
-                    "y": 1.0,
-                    "sizex": 0.2,
-                    "sizey": 0.2,
-                    "xanchor": "right",
-                    "yanchor": "top",
-                    "sizing": "contain",
-                    "layer": "above",
-                    "visible": False,
-                    "name": "preview",
-                }
-            ],
-            "selectionrevision": 0,
-        }
-        self.figure = go.FigureWidget(
-            data=data, layout={k: v for k, v in layout.items() if v is not None}
-        )
-        self.figure.layout.on_change(self._on_selections, "selections")
-        if hover:
-            self.figure.data[self._i_points].on_hover(self._on_hover)
-        self._hover_base = list(self.ids)
-        if kind == "text" and content is not None:  # text items: the text is the preview
-            self._hover_base = [
-                f"{i}<br>{str(self._content_at(k))[:80]}" for k, i in enumerate(self.ids)
-            ]
-        self._color_by = ""
-        self.color_by = color_by
-        self.refresh()
+    @property
+    def _pos(self) -> dict[str, int]:
+        if self._pos_cache is None:
+            self._pos_cache = {i: k for k, i in enumerate(self.ids)}
+        return self._pos_cache
+
+    def _send_points(self) -> None:
+        self.xy_bytes = np.ascontiguousarray(self.xy, dtype=np.float32).tobytes()
+        if self.contours:
+            z = self.grid_z
+            top = float(z.max()) if z.size else 0.0
+            levels = np.zeros_like(z) if top <= 0 else np.floor(z / top * 8.0)
+            self.density_grid = np.clip(levels, 0, 8).astype(np.uint8).tobytes()
+            self.density = {
+                "size": int(z.shape[0]),
+                "extent": [float(self.grid_x[0]), float(self.grid_x[-1]), float(self.grid_y[0]), float(self.grid_y[-1])],
+            }
+        else:
+            self.density_grid, self.density = b"", {}
+
+    def update(self, xy: Any = None, **values: Any) -> None:
+        """Change the map in place: new coordinates (same items, e.g. a retrained model's
+        embedding) and/or new per-item values (``uncertainty=``, ``error=``, ``cluster=``),
+        then one redraw in the page. The selection is kept (same items)."""
+        for name in values:
+            if name not in ("uncertainty", "error", "cluster", "title"):
+                raise ValueError(f"{name}: expected xy, uncertainty, error, cluster or title")
+        with self.hold_sync():
+            if xy is not None:
+                self._set_points(xy, None)
+                self._send_points()
+            for name, v in values.items():
+                if name == "title":
+                    self.title = str(v)
+                elif name == "cluster":
+                    self._values[name] = self._check_cluster(v)
+                else:
+                    self._values[name] = self._check_values(v, name)
+            self._recolor()
+            self.refresh()
 
     # ---------------------------------------------------------------- validation helpers
     def _check_values(self, v: Any, name: str) -> np.ndarray:
@@ -320,39 +307,40 @@ class LatentMap:
             raise ValueError(f"{name}: expected shape ({self.n},), got {np.shape(v)}")
         return a
 
+    def _check_cluster(self, v: Any) -> np.ndarray:
+        a = np.asarray(v).ravel()
+        if a.shape != (self.n,):
+            raise ValueError(f"cluster: expected shape ({self.n},), got {np.shape(v)}")
+        return a
+
     def _check_seq(self, v: Sequence[Any], name: str) -> list[Any]:
         v = list(np.asarray(v, dtype=object).ravel())
         if len(v) != self.n:
             raise ValueError(f"{name}: expected {self.n} entries, got {len(v)}")
         return v
 
-    # ---------------------------------------------------------------- display
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.figure._repr_mimebundle_(**kwargs)
-
-    # ---------------------------------------------------------------- colouring
-    @property
-    def color_by(self) -> str:
-        return self._color_by
-
-    @color_by.setter
-    def color_by(self, by: str) -> None:
+    def _check_color_by(self, by: str) -> None:
         if by not in COLOR_BY:
             raise ValueError(f"color_by: expected one of {COLOR_BY}, got {by!r}")
         if by in ("uncertainty", "error", "cluster") and by not in self._values:
             raise ValueError(f"color_by: {by!r} needs `{by}=` values; none were given")
-        self._color_by = by
-        self._recolor()
+
+    # ---------------------------------------------------------------- colouring
+    @traitlets.validate("color_by")
+    def _validate_color_by(self, proposal: Any) -> str:
+        by = proposal["value"]
+        if getattr(self, "_values", None) is not None:
+            self._check_color_by(by)
+        return by
+
+    @traitlets.observe("color_by")
+    def _on_color_by(self, _change: Any) -> None:
+        if getattr(self, "_values", None) is not None and hasattr(self, "xy"):
+            self._recolor()
 
     def set_values(self, **values: Any) -> None:
         """Replace per-item values (``uncertainty=``, ``error=``, ``cluster=``) and redraw."""
-        for name, v in values.items():
-            if name not in ("uncertainty", "error", "cluster"):
-                raise ValueError(f"{name}: expected uncertainty, error or cluster")
-            self._values[name] = (
-                self._check_values(v, name) if name != "cluster" else np.asarray(v).ravel()
-            )
-        self._recolor()
+        self.update(**values)
 
     def labels(self) -> list[Any]:
         """Current label per item (None when unlabeled), from the store when there is one."""
@@ -374,65 +362,93 @@ class LatentMap:
             return list(self.sources())
         return list(self._values["cluster"])
 
+    def color_values(self) -> np.ndarray:
+        """What the points are coloured by now: the values (continuous) or the categories."""
+        by = self.color_by
+        if by in _CATEGORICAL:
+            return np.asarray([str(c) for c in self._categories(by)], dtype=object)
+        return self._values[by].copy()
+
+    def point_colors(self) -> np.ndarray:
+        """The RGBA bytes (n, 4) the page draws, one row per item."""
+        return np.frombuffer(self.colors, dtype=np.uint8).reshape(-1, 4)
+
     def _recolor(self) -> None:
-        by = self._color_by
-        pts = self.figure.data[self._i_points]
-        with self.figure.batch_update():
-            if by in _CATEGORICAL:
-                cats = self._categories(by)
-                uniq = sorted({str(c) for c in cats})
-                cmap = {
-                    c: ("#cfcfcf" if c in ("unlabeled", "-1") else _PALETTE[k % len(_PALETTE)])
-                    for k, c in enumerate(uniq)
-                }
-                pts.marker.color = [cmap[str(c)] for c in cats]
-                pts.marker.showscale = False
-                pts.marker.colorscale = None
-                self._legend = cmap
-                pts.text = [
-                    f"{t}<br>{by}: {c}" for t, c in zip(self._hover_base, cats, strict=True)
-                ]
-                pts.hovertemplate = "%{text}<extra></extra>"
+        by = self.color_by
+        self.color_options = [c for c in COLOR_BY if c in _CATEGORICAL - {"cluster"} or c in self._values]
+        if by in _CATEGORICAL:
+            import pandas as pd
+
+            raw = self._categories(by)
+            if by == "cluster" and np.issubdtype(np.asarray(raw).dtype, np.number):
+                codes, uniq_raw = pd.factorize(np.asarray(raw))
+                uniq = np.asarray([str(u) for u in uniq_raw], dtype=object)
             else:
-                v = self._values[by]
-                pts.marker.color = v
-                pts.marker.colorscale = _CONTINUOUS_SCALE[by]
-                pts.marker.showscale = True
-                pts.marker.colorbar = {
-                    "title": {"text": by},
-                    "thickness": 10,
-                    "len": 0.6,
-                    "x": 1.0,
-                    "y": 0.3,
-                }
-                self._legend = {}
-                pts.text = self._hover_base
-                pts.hovertemplate = "%{text}<br>" + by + " %{marker.color:.3g}<extra></extra>"
+                codes, uniq = pd.factorize(pd.Series(raw, dtype=object).astype(str))
+                uniq = np.asarray(uniq, dtype=object)
+            inv = codes
+            counts = np.bincount(codes, minlength=len(uniq))
+            real = [u for u in uniq if u not in ("unlabeled", "-1")]
+            try:  # numeric categories in numeric order
+                real = sorted(real, key=float)
+            except ValueError:
+                real = sorted(real)
+            cmap = {c: _PALETTE[k % len(_PALETTE)] for k, c in enumerate(real)}
+            cmap.update({c: _MISSING for c in uniq if c in ("unlabeled", "-1")})
+            table = np.array([(*_hex_rgb(cmap[u]), 255) for u in uniq], dtype=np.uint8)
+            rgba = table[inv.ravel()]
+            cnt = dict(zip(uniq, counts.tolist(), strict=True))
+            order = real + [c for c in uniq if c in ("unlabeled", "-1")]
+            self.legend = {
+                "kind": "categorical",
+                "title": by,
+                "items": [[c, cmap[c], int(cnt[c])] for c in order[:40]],
+            }
+        else:
+            v = self._values[by]
+            fin = v[np.isfinite(v)]
+            lo, hi = (float(np.percentile(fin, 1)), float(np.percentile(fin, 99))) if fin.size else (0.0, 1.0)
+            rgba = continuous_rgba(v, _SCALES[by], lo, hi)
+            self.legend = {
+                "kind": "continuous",
+                "title": by,
+                "colors": _SCALES[by],
+                "lo": f"≤ {_fmt(lo)}",
+                "hi": f"≥ {_fmt(hi)}",
+            }
+        self.colors = np.ascontiguousarray(rgba).tobytes()
 
     # ---------------------------------------------------------------- marks
     def refresh(self) -> None:
         """Re-read labels and sources (from the store when given) and redraw the marks."""
-        labeled = np.array([v is not None for v in self.labels()], dtype=bool)
-        synth = np.array([str(s) == "synthetic" for s in self.sources()], dtype=bool)
-        with self.figure.batch_update():
-            for i, m in ((self._i_labeled, labeled), (self._i_synth, synth)):
-                self.figure.data[i].x = self.xy[m, 0]
-                self.figure.data[i].y = self.xy[m, 1]
-            if self._color_by in ("label", "source"):
+        f = np.zeros(self.n, dtype=np.uint8)
+        f[[v is not None for v in self.labels()]] |= FLAG_LABELED
+        f[[str(s) == "synthetic" for s in self.sources()]] |= FLAG_SYNTHETIC
+        if self._batch:
+            f[[i in self._batch for i in self.ids]] |= FLAG_BATCH
+        with self.hold_sync():
+            self.flags = f.tobytes()
+            if self.color_by in ("label", "source"):
                 self._recolor()
+
+    def mark_batch(self, item_ids: Sequence[Any]) -> None:
+        """Outline the items of the current batch (blue squares)."""
+        ids = {str(i) for i in item_ids}
+        unknown = [i for i in ids if i not in self._pos]
+        if unknown:
+            raise ValueError(f"item_ids: {len(unknown)} ids are not on the map: {sorted(unknown)[:5]}")
+        self._batch = ids
+        self.refresh()
 
     def show_proposal(self, xy: Any) -> None:
         """Draw proposed points (e.g. from :class:`SamplerPanel`) on the map; ``xy`` (k, 2)."""
         p = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
-        tr = self.figure.data[self._i_proposal]
-        with self.figure.batch_update():
-            tr.x, tr.y = p[:, 0], p[:, 1]
+        if not np.isfinite(p).all():
+            raise ValueError("xy: expected finite proposal coordinates, got NaN or inf")
+        self.proposal = p.tolist()
 
     def proposal_xy(self) -> np.ndarray:
-        tr = self.figure.data[self._i_proposal]
-        x = np.asarray(tr.x if tr.x is not None else [], dtype=np.float64)
-        y = np.asarray(tr.y if tr.y is not None else [], dtype=np.float64)
-        return np.column_stack([x, y])
+        return np.asarray(self.proposal, dtype=np.float64).reshape(-1, 2)
 
     # ---------------------------------------------------------------- selection
     def on_select(self, callback: Callable[[list[str]], Any], *, remove: bool = False) -> None:
@@ -445,43 +461,59 @@ class LatentMap:
 
     @property
     def selected_ids(self) -> list[str]:
-        return list(self._selected)
+        return [self.ids[k] for k in self._selected_idx]
 
     def select(self, item_ids: Sequence[Any]) -> list[str]:
-        """Make ``item_ids`` the current selection (as a box drag would) and notify."""
+        """Make ``item_ids`` the current selection (drawn in the page) and notify."""
         ids = [str(i) for i in item_ids]
         unknown = [i for i in ids if i not in self._pos]
         if unknown:
             raise ValueError(f"item_ids: {len(unknown)} ids are not on the map: {unknown[:5]}")
-        self._set_selection([self._pos[i] for i in ids])
+        idx = np.unique(np.asarray([self._pos[i] for i in ids], dtype=np.int64))
+        self._push_selection(idx)
+        self._set_selection(idx)
         return self.selected_ids
 
-    def _on_selections(self, layout: Any, selections: Any) -> None:
-        # plotly (7.1) leaves the ``layout.selections`` objects stale after a relayout from
-        # the browser; the raw layout dict holds what plotly.js sent.
-        raw = self.figure._layout.get("selections")
-        if raw is None:
-            raw = [s.to_plotly_json() for s in (selections or ())]
-        sels = [dict(s) for s in raw]
-        key = repr(sels)
-        if key == self._last_sel_key:  # the same shapes echoed back: nothing new
-            return
-        self._last_sel_key = key
-        mask = selection_mask(self.xy, sels)
-        # plotly.js already highlights a selection drawn in the browser; restyling a trace
-        # now would make plotly.js drop the selection box (and send an empty selection)
-        self._set_selection(np.flatnonzero(mask).tolist(), draw=False)
+    def select_polygon(self, poly: Any) -> list[str]:
+        """Select the points inside a polygon (k, 2) in map units, as a lasso would."""
+        P = np.asarray(poly, dtype=np.float64)
+        if P.ndim != 2 or P.shape[1] != 2 or P.shape[0] < 3:
+            raise ValueError(f"poly: expected shape (k >= 3, 2), got {P.shape}")
+        idx = np.flatnonzero(points_in_polygon(self.xy, P))
+        self._push_selection(idx)
+        self._set_selection(idx)
+        return self.selected_ids
 
-    def _set_selection(self, idx: list[int], *, draw: bool = True) -> None:
-        self._selected = [self.ids[k] for k in idx]
-        tr = self.figure.data[self._i_selected]
-        if draw:
-            with self.figure.batch_update():
-                tr.x, tr.y = self.xy[idx, 0], self.xy[idx, 1]
-        elif tr.x is not None and len(tr.x):
-            pass  # a programmatic selection stays drawn until the next select()
+    def _push_selection(self, idx: np.ndarray) -> None:
+        mask = np.zeros(self.n, dtype=bool)
+        mask[idx] = True
+        with self.hold_sync():
+            self.selection = np.packbits(mask, bitorder="little").tobytes()
+            self.selection_rev += 1
+
+    def _set_selection(self, idx: np.ndarray) -> None:
+        self._selected_idx = np.asarray(idx, dtype=np.int64)
+        self.n_selections += 1
         for cb in list(self._select_callbacks):
             cb(self.selected_ids)
+
+    def _on_frontend_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        if not isinstance(content, Mapping):
+            return
+        kind = content.get("type")
+        if kind == "select":
+            bits = base64.b64decode(content.get("bits") or "")
+            mask = np.unpackbits(np.frombuffer(bits, dtype=np.uint8), bitorder="little")[: self.n]
+            idx = np.flatnonzero(mask)
+            self.last_selection_shape = {"kind": content.get("kind"), "shape": content.get("shape") or []}
+            self._set_selection(idx)
+            t = content.get("t")
+            if isinstance(t, int | float):
+                self.last_select_ms = time.time() * 1000.0 - float(t)
+        elif kind == "hover" and self.hover:
+            i = content.get("index")
+            if isinstance(i, int) and 0 <= i < self.n:
+                self.show_item(self.ids[i])
 
     # ---------------------------------------------------------------- hover
     def on_hover(self, callback: Callable[[str], Any]) -> None:
@@ -520,24 +552,28 @@ class LatentMap:
             if lo < 0 or hi > 1:
                 a = (a - lo) / (hi - lo if hi > lo else 1.0)
             return png_data_uri(np.kron(a, np.ones((rep, rep))))
-        return svg_data_uri(
-            sparkline_svg(np.asarray(x, dtype=np.float64).ravel(), width=160, height=80)
-        )
+        return svg_data_uri(sparkline_svg(np.asarray(x, dtype=np.float64).ravel(), width=160, height=80))
 
     def show_item(self, item_id: Any) -> None:
-        """Show one item in the preview corner (what hovering does)."""
+        """Show one item in the preview beside the plot (what hovering does)."""
+        k = self._pos.get(str(item_id))
+        if k is None:
+            raise ValueError(f"item_id: {item_id!r} is not on the map")
+        lines = []
+        for name in ("label", "source"):
+            v = self._categories(name)[k] if name != "label" else self.labels()[k]
+            lines.append(f"{name}: {'—' if v is None else v}")
+        for name in ("uncertainty", "error", "cluster", "density"):
+            if name in self._values:
+                v = self._values[name][k]
+                lines.append(f"{name}: {_fmt(float(v)) if name != 'cluster' else v}")
+        info: dict[str, Any] = {"id": self.ids[k], "index": k, "lines": lines}
         uri = self.preview_uri(item_id)
-        k = self._pos[str(item_id)]
         if uri is not None:
-            img = self.figure.layout.images[0]
-            with self.figure.batch_update():
-                img.source = uri
-                img.visible = True
+            info["src"] = uri
+        elif self.kind == "text" and self.content is not None:
+            info["text"] = str(self._content_at(k))[:300]
+        self.hover_info = info
         self.hovered = self.ids[k]
         for cb in list(self._hover_callbacks):
             cb(self.ids[k])
-
-    def _on_hover(self, trace: Any, points: Any, state: Any) -> None:
-        inds = list(getattr(points, "point_inds", []) or [])
-        if inds:
-            self.show_item(self.ids[int(inds[0])])

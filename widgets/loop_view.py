@@ -120,10 +120,14 @@ class LoopView:
         self.retrain_button = W.Button(description="Retrain (r)", button_style="primary", icon="refresh")
         self.retrain_button.on_click(lambda _b: self.retrain())
         self.map: Any = None
-        # each figure in a box that keeps its own size: in a plain HBox the fixed-size
-        # plotly figures shrank into each other (the dashboard covered the map); here the
+        # the map fills what the dashboard leaves of the row (at least 440 px); the
         # dashboard wraps under the map when the notebook is narrower than both
-        self._map_box = W.Box(layout={"flex": "0 0 auto"})
+        self._map_box = W.Box(layout={"flex": "1 1 560px", "min_width": "440px"})
+        self.map_round: int | None = None
+        # a box or lasso on the map, then this button: the selection becomes the batch
+        self.batch_button = W.Button(description="Use selection as the batch", disabled=True, icon="check-square")
+        self.batch_button.on_click(lambda _b: self.use_selection())
+        self._selection_bar = W.HBox([self.batch_button])
         self.labeler = Labeler(
             loop.store,
             [str(i) for i in ds.pool.ids[:1]],
@@ -135,6 +139,8 @@ class LoopView:
             title="",
         )
         self.labeler.on_key("r", lambda: self.retrain())
+        # a decision gives the item its "labeled" ring on the map
+        self.labeler.on_action(lambda _info: self.map.refresh() if self.map is not None else None)
         self.widget = W.VBox(
             [
                 W.HBox([self.retrain_button, self.progress, self.status]),
@@ -242,6 +248,8 @@ class LoopView:
         as_int = [int(i) if isinstance(i, str) and i.strip().isdigit() else i for i in ids]
         self.loop.set_batch(as_int, source=source)
         self._show_batch()
+        if self.map is not None:
+            self.map.mark_batch([str(i) for i in self.loop.batch])
         n = len(self.loop.batch)
         self.status.value = f"{_round_name(self.loop.round)}: batch of {n} from {source}"
 
@@ -306,29 +314,59 @@ class LoopView:
             return 0
 
     def _draw_map(self) -> None:
+        """The 2-D PCA of this round's model embedding, drawn into the same map in place.
+
+        PCA axes have arbitrary signs; each axis is flipped to agree with the previous
+        round's map, so a retrain moves points rather than mirroring the picture.
+        """
+        import ipywidgets as W
         from sklearn.decomposition import PCA
+
+        from gapscope.helpers.scoring import predictive_entropy
 
         from .latent_map import LatentMap
 
         loop = self.loop
-        E = loop.pool_view()["embedding"]
-        xy = PCA(n_components=2, random_state=loop.config.seed).fit_transform(E) if E.shape[1] > 2 else E
-        from gapscope.helpers.scoring import predictive_entropy
+        view = loop.pool_view()
+        E = view["embedding"]
+        xy = PCA(n_components=2, random_state=loop.config.seed).fit_transform(E) if E.shape[1] > 2 else np.asarray(E, float)
+        if self.map is not None:
+            prev = self.map.xy
+            for j in range(2):
+                if float(np.dot(xy[:, j] - xy[:, j].mean(), prev[:, j] - prev[:, j].mean())) < 0:
+                    xy[:, j] = -xy[:, j]
+        u = np.asarray(predictive_entropy(view["probs"]))
+        title = f"model embedding (PCA), round {loop.round}"
+        if self.map is None:
+            self.map = LatentMap(
+                xy,
+                [str(i) for i in loop.dataset.pool.ids],
+                color_by="uncertainty",
+                uncertainty=u,
+                store=loop.store,
+                content=self.content,
+                kind=self.kind,
+                height=420,
+                title=title,
+            )
+            self.map.on_select(self._on_map_select)
+            self._map_box.children = [W.VBox([self.map, self._selection_bar])]
+        else:
+            self.map.update(xy, uncertainty=u, title=title)
+        self.map.mark_batch([str(i) for i in loop.batch])
+        self.map_round = loop.round
 
-        u = np.asarray(predictive_entropy(loop.pool_view()["probs"]))
-        old = self.map
-        self.map = LatentMap(
-            xy,
-            [str(i) for i in loop.dataset.pool.ids],
-            color_by="uncertainty",
-            uncertainty=u,
-            store=loop.store,
-            content=self.content,
-            kind=self.kind,
-            width=560,
-            height=420,
-            title=f"model embedding, round {loop.round}",
-        )
-        self._map_box.children = [self.map.figure]
-        if old is not None:  # its model would stay in the kernel and the page (5 MB each)
-            old.figure.close()
+    def _on_map_select(self, ids: list[str]) -> None:
+        n = len(ids)
+        self.batch_button.disabled = n == 0
+        self.batch_button.description = f"Use {n} selected as the batch" if n else "Use selection as the batch"
+
+    def use_selection(self) -> None:
+        """The map's selection becomes the batch (:meth:`use_as_batch`, source "lasso")."""
+        ids = self.map.selected_ids if self.map is not None else []
+        try:
+            self.use_as_batch([int(i) for i in ids], source="lasso")
+        except ValueError as exc:
+            self.status.value = f"<span style='color:#b00'>{exc}</span>"
+            return
+        self.status.value = f"the batch is now the {len(ids)} items selected on the map"
