@@ -53,7 +53,7 @@ def test_two_cycles_by_keyboard_then_a_restart_continues(tmp_path):
     assert len(first) == 12 and view.labeler.items[0]["model_label"] is None  # bootstrap: no model
     # refusing to retrain while items are open
     view.retrain()
-    assert "still open" in view.status.value and not view.busy
+    assert "still open" in view.bar.status and not view.busy
     _label_by_keys(view, lambda i: truth([i])[0], special=("x", "o", " "))  # reject, out of scope, skip
     view.retrain()
     assert view.wait(300) and view.error is None, view.error
@@ -115,7 +115,7 @@ def test_synthetic_items_on_the_cards_are_validated_by_a_person(tmp_path):
     assert all(lab.previews[str(i)]["src"].startswith("data:image/svg+xml") for i in synth)
     _label_by_keys(view, lambda i: truth([i])[0], upto=len(real))
     view.retrain()  # the synthetic items are open yet
-    assert "still open" in view.status.value
+    assert "still open" in view.bar.status
     for j, key in zip(range(len(real), len(real) + 4), ("a", "x", "a", " "), strict=True):
         lab.cursor = j
         lab.press(key)  # accept, reject, accept, skip

@@ -45,7 +45,7 @@ def _browser_select(m, idx):
 def test_map_updates_in_place_and_a_selection_becomes_the_batch(tmp_path):
     loop = CurationLoop(tmp_path / "run", LoopConfig(**CFG))
     view = LoopView(loop, annotator="bob")
-    assert view.map is None  # bootstrap batch: no model, no map yet
+    assert view.map.color_by == "label" and "features" in view.map.title  # no model yet
     _resolve_all(view)
     view.retrain(background=False)
     assert view.error is None, view.error
@@ -59,8 +59,8 @@ def test_map_updates_in_place_and_a_selection_becomes_the_batch(tmp_path):
     # a lasso on the map -> the button -> the batch on the cards, saved in the folder
     open_pos = [k for k in range(m.n) if int(m.ids[k]) not in set(loop.labeled_ids) | set(loop.batch)][:15]
     _browser_select(m, open_pos)
-    assert not view.batch_button.disabled and "15" in view.batch_button.description
-    view.batch_button.click()
+    assert view.bar.n_selected == 15
+    view.bar._on_frontend_msg(view.bar, {"type": "use_selection"}, [])
     chosen = [int(m.ids[k]) for k in open_pos]
     assert sorted(loop.batch) == sorted(chosen) and sorted(int(i) for i in view.labeler.item_ids) == sorted(chosen)
     assert loop.state["batch_info"]["source"] == "lasso"
@@ -71,8 +71,8 @@ def test_map_updates_in_place_and_a_selection_becomes_the_batch(tmp_path):
     # a selection of labeled items is refused with a message; the batch stays
     labeled_pos = list(loop.dataset.pool.index_of(loop.labeled_ids[:3]))
     _browser_select(m, labeled_pos)
-    view.batch_button.click()
-    assert "labeled" in view.status.value and sorted(loop.batch) == sorted(chosen)
+    view.bar._on_frontend_msg(view.bar, {"type": "use_selection"}, [])
+    assert "labeled" in view.bar.status and view.bar.status_kind == "error" and sorted(loop.batch) == sorted(chosen)
 
     # the next retrain moves the points in the same widget (no new map)
     _resolve_all(view)

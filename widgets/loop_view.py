@@ -21,13 +21,17 @@ in the loop's folder or its label store, so a restarted kernel continues where i
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
+import anywidget
 import numpy as np
+import traitlets
 
-__all__ = ["LoopView", "ensemble_agreement"]
+__all__ = ["LoopBar", "LoopView", "ensemble_agreement"]
 
 
 def ensemble_agreement(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -56,6 +60,20 @@ def _agreement_with(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     if P.shape[0] == 1:
         return P[0, np.arange(P.shape[1]), y]
     return (P.argmax(axis=2) == y[None]).mean(axis=0)
+
+
+def _thread(target: Any) -> threading.Thread:
+    """A daemon thread for the retrain; in marimo a ``mo.Thread`` (a plain thread's widget
+    updates would not reach marimo's front end)."""
+    if "marimo" in sys.modules:
+        try:
+            import marimo as mo
+
+            if mo.running_in_notebook():
+                return mo.Thread(target=target, name="gapscope-retrain", daemon=True)
+        except Exception:  # an old marimo, or not inside a marimo kernel
+            pass
+    return threading.Thread(target=target, name="gapscope-retrain", daemon=True)
 
 
 def _round_name(r: int) -> str:
@@ -115,19 +133,11 @@ class LoopView:
         self.error: str | None = None
         self._thread: threading.Thread | None = None
         self.dashboard = LoopDashboard()
-        self.progress = W.FloatProgress(value=0.0, min=0.0, max=1.0, description="", layout={"width": "260px"})
-        self.status = W.HTML("")
-        self.retrain_button = W.Button(description="Retrain (r)", button_style="primary", icon="refresh")
-        self.retrain_button.on_click(lambda _b: self.retrain())
+        self.bar = LoopBar(on_retrain=lambda: self.retrain(), on_use_selection=lambda: self.use_selection())
         self.map: Any = None
         # the map fills what the dashboard leaves of the row (at least 440 px); the
         # dashboard wraps under the map when the notebook is narrower than both
-        self._map_box = W.Box(layout={"flex": "1 1 560px", "min_width": "440px"})
         self.map_round: int | None = None
-        # a box or lasso on the map, then this button: the selection becomes the batch
-        self.batch_button = W.Button(description="Use selection as the batch", disabled=True, icon="check-square")
-        self.batch_button.on_click(lambda _b: self.use_selection())
-        self._selection_bar = W.HBox([self.batch_button])
         self.labeler = Labeler(
             loop.store,
             [str(i) for i in ds.pool.ids[:1]],
@@ -141,20 +151,28 @@ class LoopView:
         self.labeler.on_key("r", lambda: self.retrain())
         # a decision gives the item its "labeled" ring on the map
         self.labeler.on_action(lambda _info: self.map.refresh() if self.map is not None else None)
+        if show_map:  # one map for the whole session, updated in place after each retrain
+            self._draw_map()
+        row = ([W.Box([self.map], layout={"flex": "1 1 560px", "min_width": "440px"})] if show_map else []) + [
+            W.Box([self.dashboard.figure], layout={"flex": "0 0 auto"})
+        ]
         self.widget = W.VBox(
             [
-                W.HBox([self.retrain_button, self.progress, self.status]),
+                self.bar,
                 self.labeler,
-                W.Box(
-                    [self._map_box, W.Box([self.dashboard.figure], layout={"flex": "0 0 auto"})],
-                    layout={"display": "flex", "flex_flow": "row wrap", "align_items": "flex-start"},
-                ),
+                W.Box(row, layout={"display": "flex", "flex_flow": "row wrap", "align_items": "flex-start"}),
             ]
         )
         if loop.next_step == "label" and loop.pending():
             self._show_round()  # a restarted kernel: the saved batch, with what is done
         else:
             self.retrain(background=False)
+
+    @property
+    def parts(self) -> dict[str, Any]:
+        """The anywidgets this view is made of, for hosts that lay them out themselves
+        (marimo: ``mo.ui.anywidget(view.parts["labeler"])``): bar, labeler, map, dashboard."""
+        return {"bar": self.bar, "labeler": self.labeler, "map": self.map, "dashboard": self.dashboard.figure}
 
     def _ipython_display_(self) -> None:  # pragma: no cover - display hook
         from IPython.display import display
@@ -169,19 +187,19 @@ class LoopView:
         items are still open.
         """
         if self.busy:
-            self.status.value = "already retraining…"
+            self.bar.say("already retraining…")
             return
         if self.loop.next_step == "label" and self.loop.pending():
             n = len(self.loop.pending())
-            self.status.value = f"{n} item(s) of the batch are still open: label, skip, reject or mark them first"
+            self.bar.say(f"{n} item(s) of the batch are still open: label, skip, reject or mark them first")
             return
         self.busy = True
-        self.retrain_button.disabled = True
+        self.bar.busy = True
         # the batch is being integrated and trained on: a decision now would reach the
         # store but not this round's training set, so the cards take none (moving still works)
         self.labeler.locked = "the loop is retraining on this batch; the next batch comes when it is done"
         if background:
-            self._thread = threading.Thread(target=self._advance, name="gapscope-retrain", daemon=True)
+            self._thread = _thread(self._advance)
             self._thread.start()
         else:
             self._advance()
@@ -204,26 +222,26 @@ class LoopView:
             total = len(STEPS) + 2
             while not loop.done:
                 name = loop.next_step
-                self.status.value = f"running <b>{name}</b> ({_round_name(loop.round)})…"
+                self.bar.say(f"running {name} ({_round_name(loop.round)})…")
                 try:
                     loop.step()
                 except WaitingForLabels:
                     break
                 done += 1
-                self.progress.value = min(1.0, done / total)
-            self.progress.value = 1.0
+                self.bar.progress = min(1.0, done / total)
+            self.bar.progress = 1.0
             self._show_round()
             took = time.perf_counter() - t0
-            self.status.value = (
+            self.bar.say(
                 f"done: {loop.stop_reason}" if loop.done else f"{_round_name(loop.round)}: batch of {len(loop.batch)} ready ({took:.1f} s)"
             )
             self.error = None
         except Exception as exc:  # shown in the widget; the loop's saved state is unchanged
             self.error = f"{type(exc).__name__}: {exc}"
-            self.status.value = f"<span style='color:#b00'>{self.error}</span>"
+            self.bar.say(self.error, "error")
         finally:
             self.busy = False
-            self.retrain_button.disabled = False
+            self.bar.busy = False
             self.labeler.locked = ""
 
     def use_as_batch(self, ids: Any, *, source: str = "lasso") -> None:
@@ -251,7 +269,7 @@ class LoopView:
         if self.map is not None:
             self.map.mark_batch([str(i) for i in self.loop.batch])
         n = len(self.loop.batch)
-        self.status.value = f"{_round_name(self.loop.round)}: batch of {n} from {source}"
+        self.bar.say(f"{_round_name(self.loop.round)}: batch of {n} from {source}")
 
     # ------------------------------------------------------------------ views
     def _item_content(self, item_id: Any) -> Any:
@@ -265,7 +283,7 @@ class LoopView:
     def _show_round(self) -> None:
         self.dashboard.update_from_loop(self.loop)
         self._show_batch()
-        if self.show_map and self.loop.round >= 0:
+        if self.show_map:
             self._draw_map()
 
     def _show_batch(self) -> None:
@@ -314,12 +332,12 @@ class LoopView:
             return 0
 
     def _draw_map(self) -> None:
-        """The 2-D PCA of this round's model embedding, drawn into the same map in place.
+        """The 2-D PCA of this round's model embedding, drawn into the same map in place
+        (before the first model: the PCA of the pool's features, coloured by label).
 
         PCA axes have arbitrary signs; each axis is flipped to agree with the previous
         round's map, so a retrain moves points rather than mirroring the picture.
         """
-        import ipywidgets as W
         from sklearn.decomposition import PCA
 
         from gapscope.helpers.scoring import predictive_entropy
@@ -327,21 +345,27 @@ class LoopView:
         from .latent_map import LatentMap
 
         loop = self.loop
-        view = loop.pool_view()
-        E = view["embedding"]
-        xy = PCA(n_components=2, random_state=loop.config.seed).fit_transform(E) if E.shape[1] > 2 else np.asarray(E, float)
+        have_model = loop.round >= 0 and self._members() > 0
+        if have_model:
+            view = loop.pool_view()
+            E = np.asarray(view["embedding"], dtype=np.float64)
+            u = np.asarray(predictive_entropy(view["probs"]))
+            title = f"model embedding (PCA), round {loop.round}"
+        else:
+            E = np.asarray(loop.dataset.pool.X, dtype=np.float64).reshape(len(loop.dataset.pool), -1)
+            u = None
+            title = "pool features (PCA), before the first model"
+        xy = PCA(n_components=2, random_state=loop.config.seed).fit_transform(E) if E.shape[1] > 2 else E[:, :2].copy()
         if self.map is not None:
             prev = self.map.xy
             for j in range(2):
                 if float(np.dot(xy[:, j] - xy[:, j].mean(), prev[:, j] - prev[:, j].mean())) < 0:
                     xy[:, j] = -xy[:, j]
-        u = np.asarray(predictive_entropy(view["probs"]))
-        title = f"model embedding (PCA), round {loop.round}"
         if self.map is None:
             self.map = LatentMap(
                 xy,
                 [str(i) for i in loop.dataset.pool.ids],
-                color_by="uncertainty",
+                color_by="uncertainty" if u is not None else "label",
                 uncertainty=u,
                 store=loop.store,
                 content=self.content,
@@ -350,16 +374,18 @@ class LoopView:
                 title=title,
             )
             self.map.on_select(self._on_map_select)
-            self._map_box.children = [W.VBox([self.map, self._selection_bar])]
-        else:
+        elif u is not None:
+            first = "uncertainty" not in self.map.color_options
             self.map.update(xy, uncertainty=u, title=title)
+            if first:  # the first model: what a person looks at is where it is unsure
+                self.map.color_by = "uncertainty"
+        else:
+            self.map.update(xy, title=title)
         self.map.mark_batch([str(i) for i in loop.batch])
         self.map_round = loop.round
 
     def _on_map_select(self, ids: list[str]) -> None:
-        n = len(ids)
-        self.batch_button.disabled = n == 0
-        self.batch_button.description = f"Use {n} selected as the batch" if n else "Use selection as the batch"
+        self.bar.n_selected = len(ids)
 
     def use_selection(self) -> None:
         """The map's selection becomes the batch (:meth:`use_as_batch`, source "lasso")."""
@@ -367,6 +393,41 @@ class LoopView:
         try:
             self.use_as_batch([int(i) for i in ids], source="lasso")
         except ValueError as exc:
-            self.status.value = f"<span style='color:#b00'>{exc}</span>"
+            self.bar.say(str(exc), "error")
             return
-        self.status.value = f"the batch is now the {len(ids)} items selected on the map"
+        self.bar.say(f"the batch is now the {len(ids)} items selected on the map")
+
+
+_STATIC = Path(__file__).parent / "static"
+
+
+class LoopBar(anywidget.AnyWidget):
+    """The LoopView's controls as one anywidget (works in JupyterLab and marimo alike):
+    Retrain, a progress bar, the status line, and "use the map's selection as the batch".
+
+    Clicks arrive as custom messages and call ``on_retrain`` / ``on_use_selection``.
+    """
+
+    _esm = (_STATIC / "loopbar.js").read_text(encoding="utf-8")
+    _css = (_STATIC / "loopbar.css").read_text(encoding="utf-8")
+
+    busy = traitlets.Bool(False).tag(sync=True)
+    progress = traitlets.Float(0.0).tag(sync=True)
+    status = traitlets.Unicode("").tag(sync=True)
+    status_kind = traitlets.Unicode("").tag(sync=True)
+    n_selected = traitlets.Int(0).tag(sync=True)
+
+    def __init__(self, on_retrain: Any, on_use_selection: Any) -> None:
+        super().__init__()
+        self._on_retrain, self._on_use = on_retrain, on_use_selection
+        self.on_msg(self._on_frontend_msg)
+
+    def _on_frontend_msg(self, _w: Any, content: Any, _buffers: Any) -> None:
+        kind = content.get("type") if isinstance(content, dict) else None
+        if kind == "retrain":
+            self._on_retrain()
+        elif kind == "use_selection":
+            self._on_use()
+
+    def say(self, text: str, kind: str = "") -> None:
+        self.status, self.status_kind = text, kind
