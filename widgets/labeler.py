@@ -258,6 +258,10 @@ class Labeler(anywidget.AnyWidget):
         # group per action; an accept-all is one group of all the items it accepted)
         self._undo_stack: list[list[tuple[str, Any]]] = []
         self._armed: tuple[float, tuple[str, ...]] | None = None  # accept all, first click
+        # items of the batch this annotator skipped in this round: read from the store with
+        # the batch, then kept up to date by this widget's own skips and undos (a skip
+        # resolves an item for its round only, and store.status does not know rounds)
+        self._skipped: set[str] = set()
         #: seconds a first "Accept all" click waits for the confirming second click
         self.confirm_seconds = 4.0
         self._sid: dict[str, Any] = {}  # str(id) -> id as the store keeps it (int or str)
@@ -312,8 +316,9 @@ class Labeler(anywidget.AnyWidget):
             )
             self._pending_items = items
             try:
-                states = self._read_states([it["id"] for it in items])
-                undo_stack = self._restore_undo_stack([it["id"] for it in items])
+                new_ids = [it["id"] for it in items]
+                undo_stack, skipped = self._batch_history(new_ids)
+                states = self._read_states(new_ids, skipped)
             finally:
                 del self._pending_items
         except (ValueError, TypeError) as e:
@@ -326,7 +331,7 @@ class Labeler(anywidget.AnyWidget):
             nxt = [i for i, s in enumerate(states) if not s["done"]]
             self.cursor = nxt[0] if nxt else 0
             self.message, self.message_kind = "", ""
-        self._undo_stack = undo_stack
+        self._undo_stack, self._skipped = undo_stack, skipped
         self._disarm()
         self._t_since = None
 
@@ -446,8 +451,9 @@ class Labeler(anywidget.AnyWidget):
         except Exception as e:  # closed store / database errors -> one error type
             raise ValueError(f"store.{method}: {type(e).__name__}: {e}") from e
 
-    def _read_states(self, ids: list[str]) -> list[dict]:
-        """Per-item state of this annotator, read back from ``store.status``."""
+    def _read_states(self, ids: list[str], skipped: set[str] | None = None) -> list[dict]:
+        """Per-item state of this annotator, read back from ``store.status`` (``skipped``:
+        the items skipped in this round, default ``self._skipped``)."""
         try:
             st = self._call("status", [self._sid[i] for i in ids], annotator=self.annotator)
             recs = st.to_dict("records")
@@ -455,25 +461,12 @@ class Labeler(anywidget.AnyWidget):
             recs = []
         rows = {str(r["item_id"]): r for r in recs}
         model = {it["id"]: it["model_label"] for it in getattr(self, "_pending_items", self.items)}
-        skipped = self._skipped_now(ids) if recs else set()
+        skipped = self._skipped if skipped is None else skipped
         return [self._normalise_state(rows.get(i), model.get(i), i in skipped) for i in ids]
 
     def _skipped_now(self, ids: list[str]) -> set[str]:
-        """Items this annotator skipped in this round (``self.round``): a skip finishes an
-        item for its round only, so one from an earlier round leaves it open."""
-        try:
-            ev = self._call(
-                "events",
-                item_ids=[self._sid[i] for i in ids],
-                annotator=self.annotator,
-                include_undone=False,
-            )
-        except KeyError:  # helpers.store (2026-11-23) raises KeyError while no event matches
-            return set()
-        if not len(ev):
-            return set()
-        now = ev[(ev["kind"] == "skip") & (ev["round"] == self.round)]
-        return {str(i) for i in now["item_id"]}
+        """Items this annotator skipped in this round (``self.round``), from the store."""
+        return self._batch_history(ids)[1]
 
     def _normalise_state(
         self, r: Mapping | None, model_label: str | None, skipped_now: bool = False
@@ -518,19 +511,21 @@ class Labeler(anywidget.AnyWidget):
             "done": bool(done),
         }
 
-    def _restore_undo_stack(self, ids: list[str]) -> list[list[tuple[str, Any]]]:
-        """This annotator's effective events on the batch (oldest first), grouped as they
-        were written (an accept-all is one group): what undo undoes, also after a kernel
-        restart."""
+    def _batch_history(self, ids: list[str]) -> tuple[list[list[tuple[str, Any]]], set[str]]:
+        """From this annotator's effective events on ``ids`` (oldest first): what undo
+        undoes, grouped as it was written (an accept-all is one group), also after a kernel
+        restart; and the items skipped in this round (``self.round``)."""
         try:
             evs = self._call(
                 "events", item_ids=[self._sid[i] for i in ids], annotator=self.annotator
             )
             if not len(evs):
-                return []
+                return [], set()
         except KeyError:  # helpers.store (2026-11-23) raises KeyError while no event matches
-            return []
+            return [], set()
         keep = evs[evs["effective"] & (evs["kind"] != "undo")]
+        now = (keep["kind"] == "skip") & (keep["round"] == self.round)
+        skipped = {str(i) for i in keep.loc[now, "item_id"]}
         groups: list[list[tuple[str, Any]]] = []
         last_batch = None
         for i, e, cues in zip(keep["item_id"], keep["event_id"], keep["cues"], strict=True):
@@ -540,7 +535,7 @@ class Labeler(anywidget.AnyWidget):
             else:
                 groups.append([(str(i), int(e))])
             last_batch = batch
-        return groups
+        return groups, skipped
 
     # ------------------------------------------------------------------ messages
     def _show(self, text: str, kind: str = "info") -> None:
@@ -783,6 +778,8 @@ class Labeler(anywidget.AnyWidget):
             **kw,
         )
         self._undo_stack.append([(item["id"], ev)])
+        if kind == "skip":
+            self._skipped.add(item["id"])
         self._refresh([i])
         if action in _FINISHING:
             nxt = self._next_open(i)
@@ -824,9 +821,10 @@ class Labeler(anywidget.AnyWidget):
         ]
         ids = list(self._call("record_many", events))
         self._undo_stack.pop()
+        item_ids = [item_id for item_id, _ref in group]
+        self._skipped = (self._skipped - set(item_ids)) | self._skipped_now(item_ids)
         self._refresh(idx)
         self.cursor = min(idx)
-        item_ids = [item_id for item_id, _ref in group]
         one = len(group) == 1
         self._show(f"{item_ids[0]}: undone" if one else f"undone: accept of {len(group)} items")
         self._emit(
