@@ -49,7 +49,9 @@ window.__pushBinary = (k, b64) => {{
 const src = {esm};
 const url = URL.createObjectURL(new Blob([src], {{type: "text/javascript"}}));
 const mod = await import(url);
+const t0 = performance.now();
 mod.default.render({{ model: window.__model, el: document.getElementById("host") }});
+window.__renderMs = performance.now() - t0;
 window.__ready = true;
 </script></body></html>"""
 

@@ -53,8 +53,8 @@ def wait_for(pred, timeout, what, step=0.2):
 def wait_for_selection(sel_file: Path, seen: int, k: int, timeout: float = 20) -> dict:
     """The selection record the notebook wrote after the ``seen``-th one, once it is non-empty.
 
-    plotly.js clears the old box when a new drag starts (an empty selection reaches Python
-    first) and sends the new box on mouse-up, so wait for the next record with ids.
+    The map sends each drag's selection as one message on mouse-up; wait for the next
+    record with ids (a clear, by double-click or Escape, writes an empty one).
     """
 
     def ready():

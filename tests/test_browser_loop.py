@@ -3,7 +3,7 @@
 Opens notebooks/02_curation_loop.ipynb, runs it, and then, by keyboard only: labels the
 bootstrap batch (with a reject and an out-of-scope), presses ``r``, waits for the next
 batch (new item ids, model labels on the cards), checks that the map drew its points in
-the page (the plotly trace in the DOM and the canvas pixels of the screenshot) and that
+the page (points drawn and the canvas pixels read back) and that
 the dashboard shows the round; while a retrain runs the cards are dimmed and a decision
 key is refused (the batch is being trained on); a second cycle (skip, undo, accept,
 correct, reject); then restarts
@@ -170,10 +170,7 @@ class Page:
     def status(self) -> str:
         """The LoopView's status line (beside the Retrain button)."""
         return self.page.evaluate(
-            "() => { const b = [...document.querySelectorAll('button')].filter((b) =>"
-            " b.textContent.includes('Retrain (r)')).pop();"
-            " const s = b && b.closest('.widget-hbox').querySelector('.widget-html-content');"
-            " return s ? s.textContent : ''; }"
+            "() => { const s = document.querySelector('.glb-status'); return s ? s.textContent : ''; }"
         )
 
     def focus(self):
@@ -224,34 +221,37 @@ def _truth(run_dir: Path):
     ), ds
 
 
-def _map_pixels(page, locator, path: Path) -> tuple[int, np.ndarray]:
-    """Screenshot of the map's plot area; (count of marker-coloured pixels, mask).
+def _map_pixels(page, path: Path) -> tuple[int, np.ndarray]:
+    """The map's canvas as the page drew it (read back with ``toDataURL``, saved to ``path``);
+    (count of point-coloured pixels, mask).
 
-    The points are Inferno-coloured markers (saturated or near-black); the background is
-    white and the KDE contour lines are pale grey-blue, so those do not count."""
+    The points are Inferno-coloured (saturated or near-black); the background is white and
+    the density shading pale grey-blue, so those do not count."""
+    import base64
+
     from PIL import Image
 
-    png = locator.screenshot(path=str(path))
+    uri = page.evaluate("() => document.querySelector('canvas.gm-canvas').toDataURL('image/png')")
+    png = base64.b64decode(uri.split(",", 1)[1])
+    path.write_bytes(png)
     a = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
     sat = a.max(axis=2) - a.min(axis=2)
     mask = (sat > 60) | (a.max(axis=2) < 60)
     return int(mask.sum()), mask
 
 
-def _map_state(page, round_: int) -> dict:
-    """What plotly.js rendered for the map of ``round_``: its points trace and canvas."""
+def _map_state(page, round_: int) -> dict | None:
+    """What the map drew, once its title names ``round_``: points drawn and the canvas."""
     return page.evaluate(
         """(title) => {
-        const gd = [...document.querySelectorAll('.js-plotly-plot')].find((g) =>
-            [...g.querySelectorAll('.gtitle')].some((t) => t.textContent === title));
-        if (!gd || !gd._fullData) return null;
-        const tr = gd._fullData.find((t) => t.name === 'items');
-        const canvas = gd.querySelector('canvas.gl-canvas-context');
-        return { type: tr && tr.type, n: tr && tr.x ? tr.x.length : 0,
-                 visible: tr && tr.visible,
-                 canvas: canvas ? [canvas.width, canvas.height] : null };
+        const root = [...document.querySelectorAll('.gm-root')].find((r) =>
+            r.querySelector('.gm-title').textContent === title);
+        if (!root) return null;
+        const c = root.querySelector('canvas.gm-canvas');
+        return { n: Number(c.dataset.n), drawn: Number(c.dataset.drawn), ms: Number(c.dataset.ms),
+                 canvas: [c.width, c.height], legend: root.querySelector('.gm-legend-title').textContent };
         }""",
-        f"model embedding, round {round_}",
+        f"model embedding (PCA), round {round_}",
     )
 
 
@@ -276,14 +276,6 @@ def _dashboard_points(page) -> int:
         return trace ? trace.querySelectorAll('path.point').length : 0;
         }"""
     )
-
-
-def _map_plot(page, round_: int):
-    """The plot area of the map of ``round_`` (its drag rectangle covers the WebGL canvas)."""
-    fig = page.locator(".js-plotly-plot").filter(
-        has=page.locator(".gtitle", has_text=f"model embedding, round {round_}")
-    )
-    return fig.locator(".draglayer .xy .nsewdrag").first
 
 
 def _wait_dashboard(page, n: int) -> None:
@@ -449,13 +441,13 @@ def test_curation_loop_by_keyboard_in_jupyterlab(lab_server):
             assert P.root().locator(".gl-ex").count() == 3 * len(second)  # 3 exemplars each
             t_map = time.time()
             wait_for(
-                lambda: (_map_state(page, 0) or {}).get("n") == len(ds.pool), 180, "the round-0 map"
+                lambda: (_map_state(page, 0) or {}).get("drawn") == len(ds.pool), 180, "the round-0 map"
             )
             timings["cards -> map drawn (1)"] = time.time() - t_map
             ms = _map_state(page, 0)
-            assert ms["type"] == "scattergl" and ms["visible"] is True and ms["canvas"], ms
-            page.wait_for_timeout(500)  # the WebGL frame
-            n_px0, mask0 = _map_pixels(page, _map_plot(page, 0), ARTIFACTS / "loop_map_round0.png")
+            assert ms["n"] == len(ds.pool) and ms["legend"] == "uncertainty", ms
+            page.wait_for_timeout(200)
+            n_px0, mask0 = _map_pixels(page, ARTIFACTS / "loop_map_round0.png")
             assert n_px0 > 1500, f"only {n_px0} marker pixels in the map"
             _wait_dashboard(page, 1)
             P.root().screenshot(path=str(ARTIFACTS / "loop_labeler_round0.png"))
@@ -472,9 +464,7 @@ def test_curation_loop_by_keyboard_in_jupyterlab(lab_server):
                 5: ["x"],
             }
             _label_batch(P, truth, names, keys, plan, expected)
-            P.root().locator(
-                ".gl-progress", has_text="9 / 10 done"
-            ).wait_for()  # a skip is not done
+            P.root().locator(".gl-progress", has_text="10 / 10 done").wait_for()  # a skip is done
             n2 = len(expected)
             retrains.append(_retrain_and_move(P, "retrain 2"))
             wait_for(lambda: P.ids() and P.ids() != second, 300, "the round-1 batch")
@@ -483,11 +473,11 @@ def test_curation_loop_by_keyboard_in_jupyterlab(lab_server):
             assert len(third) == 10 and not set(third) & set(second[1:])  # the skipped may return
             t_map = time.time()
             wait_for(
-                lambda: (_map_state(page, 1) or {}).get("n") == len(ds.pool), 180, "the round-1 map"
+                lambda: (_map_state(page, 1) or {}).get("drawn") == len(ds.pool), 180, "the round-1 map"
             )
             timings["cards -> map drawn (2)"] = time.time() - t_map
-            page.wait_for_timeout(500)
-            n_px1, mask1 = _map_pixels(page, _map_plot(page, 1), ARTIFACTS / "loop_map_round1.png")
+            page.wait_for_timeout(200)
+            n_px1, mask1 = _map_pixels(page, ARTIFACTS / "loop_map_round1.png")
             assert n_px1 > 1500, f"only {n_px1} marker pixels in the map"
             if mask0.shape == mask1.shape:  # the map took the new embedding
                 assert (mask0 != mask1).mean() > 0.002
@@ -533,11 +523,40 @@ def test_curation_loop_by_keyboard_in_jupyterlab(lab_server):
             wait_for(lambda: P.ids() and P.ids() != third, 300, "the round-2 batch")
             timings["r -> next batch (3)"] = time.time() - retrains[-1]["t_r"]
             wait_for(
-                lambda: (_map_state(page, 2) or {}).get("n") == len(ds.pool), 180, "the round-2 map"
+                lambda: (_map_state(page, 2) or {}).get("drawn") == len(ds.pool), 180, "the round-2 map"
             )
             _wait_dashboard(page, 3)
-            page.wait_for_timeout(500)
-            _map_pixels(page, _map_plot(page, 2), ARTIFACTS / "loop_map_round2.png")
+            _map_pixels(page, ARTIFACTS / "loop_map_round2.png")
+            # ---- a box on the map -> "Use N selected as the batch" -> those items on the cards
+            overlay = page.locator("canvas.gm-overlay")
+            overlay.scroll_into_view_if_needed()
+            bb = overlay.bounding_box()
+            page.evaluate(
+                "() => document.querySelector('canvas.gm-overlay').addEventListener('pointerup',"
+                " () => { window.__upT = performance.now(); }, { once: true })"
+            )
+            page.mouse.move(bb["x"] + bb["width"] * 0.25, bb["y"] + bb["height"] * 0.25)
+            page.mouse.down()
+            page.mouse.move(bb["x"] + bb["width"] * 0.6, bb["y"] + bb["height"] * 0.6, steps=8)
+            page.mouse.up()
+            h = page.wait_for_function(
+                "() => { const b = document.querySelector('.glb-use');"
+                " return window.__upT && b && !b.disabled && /^Use \\d+ selected/.test(b.textContent)"
+                " ? [performance.now() - window.__upT, b.textContent] : null; }",
+                polling=10,
+                timeout=30_000,
+            )
+            ms_sel, text = h.json_value()
+            timings["box release -> selection back from Python"] = ms_sel / 1000.0
+            n_sel = int(text.split()[1])
+            page.locator(".gm-root").screenshot(path=str(ARTIFACTS / "loop_map_selection.png"))
+            before = P.ids()
+            page.locator(".glb-use").click()
+            wait_for(lambda: P.ids() and P.ids() != before, 60, "the map's selection on the cards")
+            saved = json.loads((run_dir / "state.json").read_text())
+            assert saved["batch_info"]["source"] == "lasso"
+            assert sorted(P.ids()) == sorted(str(i) for i in saved["batch"]) and len(P.ids()) <= n_sel
+            assert "the batch is now" in P.status()
             page.screenshot(path=str(ARTIFACTS / "loop_page_end.png"), full_page=True)
             assert page.evaluate(f"{notebook}.widgets.length") == n_cells
         except Exception:

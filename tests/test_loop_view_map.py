@@ -68,11 +68,16 @@ def test_map_updates_in_place_and_a_selection_becomes_the_batch(tmp_path):
     again = CurationLoop(tmp_path / "run", LoopConfig(**CFG))
     assert sorted(again.batch) == sorted(chosen)
 
-    # a selection of labeled items is refused with a message; the batch stays
+    # a selection of labeled items only is refused with a message; the batch stays
     labeled_pos = list(loop.dataset.pool.index_of(loop.labeled_ids[:3]))
     _browser_select(m, labeled_pos)
     view.bar._on_frontend_msg(view.bar, {"type": "use_selection"}, [])
-    assert "labeled" in view.bar.status and view.bar.status_kind == "error" and sorted(loop.batch) == sorted(chosen)
+    assert "none of the 3" in view.bar.status and view.bar.status_kind == "error"
+    assert sorted(loop.batch) == sorted(chosen)
+    # a lasso over labeled and open items takes the open ones and says so
+    _browser_select(m, labeled_pos + open_pos[:4])
+    view.bar._on_frontend_msg(view.bar, {"type": "use_selection"}, [])
+    assert sorted(loop.batch) == sorted(chosen[:4]) and "3 already labeled" in view.bar.status
 
     # the next retrain moves the points in the same widget (no new map)
     _resolve_all(view)

@@ -388,14 +388,30 @@ class LoopView:
         self.bar.n_selected = len(ids)
 
     def use_selection(self) -> None:
-        """The map's selection becomes the batch (:meth:`use_as_batch`, source "lasso")."""
-        ids = self.map.selected_ids if self.map is not None else []
+        """The map's selection becomes the batch (:meth:`use_as_batch`, source "lasso").
+
+        Items already labeled, rejected or out of scope are left out (a lasso over a region
+        takes them too); the status line says how many.
+        """
+        ids = [int(i) for i in (self.map.selected_ids if self.map is not None else [])]
+        st = self.loop.state
+        taken = set(st["labeled_ids"]) | set(st["excluded_ids"])
+        open_ids = [i for i in ids if i not in taken]
+        if not open_ids:
+            self.bar.say(
+                f"ids: none of the {len(ids)} selected items is open (all labeled, rejected or out of scope)", "error"
+            )
+            return
         try:
-            self.use_as_batch([int(i) for i in ids], source="lasso")
+            self.use_as_batch(open_ids, source="lasso")
         except ValueError as exc:
             self.bar.say(str(exc), "error")
             return
-        self.bar.say(f"the batch is now the {len(ids)} items selected on the map")
+        left = len(ids) - len(open_ids)
+        self.bar.say(
+            f"the batch is now the {len(open_ids)} items selected on the map"
+            + (f" ({left} already labeled or excluded left out)" if left else "")
+        )
 
 
 _STATIC = Path(__file__).parent / "static"
