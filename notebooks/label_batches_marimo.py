@@ -24,8 +24,9 @@ def _(mo):
         # Label batches (marimo)
 
         The marimo twin of `02_label_batches.ipynb`: the anywidget-based **Labeler**,
-        **LatentMap** (a plotly FigureWidget) and **SamplerPanel** through
-        `mo.ui.anywidget`. Every action goes to the label store at once.
+        **LatentMap** (its own canvas: drag a box or a lasso to select, shift adds) and
+        **SamplerPanel** through `mo.ui.anywidget`. Every action goes to the label store
+        at once.
 
         `python notebooks/label_batches_marimo.py --epochs 3 --run_dir DIR --simulate 1`
         runs it as a script; `marimo run ... -- --simulate 0` serves it for labeling.

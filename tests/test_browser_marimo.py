@@ -1,11 +1,13 @@
 """Real browser: the marimo labeling notebook served by `marimo run`, driven by Playwright
 with Debian's Chromium. The same anywidgets as in JupyterLab (through mo.ui.anywidget):
-keys and clicks reach the label store, box selections on the FigureWidget reach Python.
-Screenshots go to test-artifacts/.
+keys and clicks reach the label store; the LatentMap's canvas draws every pool point (its
+pixels are read back in the page) and box selections dragged on it reach Python (a new drag
+replaces the selection, shift adds). Screenshots go to test-artifacts/.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -85,6 +87,21 @@ def marimo_app(tmp_path_factory):
         log.close()
 
 
+CANVAS = """(c) => {
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let k = 0;
+    for (let i = 0; i < d.length; i += 4)
+      if (d[i + 3] > 0 && (d[i] < 235 || d[i + 1] < 235 || d[i + 2] < 235)) k++;
+    return {painted: k, drawn: Number(c.dataset.drawn), n: Number(c.dataset.n)};
+}"""
+
+
+def _pool_size() -> int:
+    from gapscope.helpers.data import load_dataset
+
+    return len(load_dataset("digits", random_state=0).pool)
+
+
 def _at_least(out: Path, n: int):
     from gapscope.helpers.store import LabelStore
 
@@ -129,24 +146,48 @@ def test_label_and_select_in_marimo(marimo_app):
             page.locator(".gl-progress", has_text="3 / 24 done").wait_for()
             page.locator(".gl-root").screenshot(path=str(ARTIFACTS / "marimo_labeler.png"))
 
-            # box selection on the LatentMap (FigureWidget inside mo.ui.anywidget)
-            plot = page.locator(".js-plotly-plot .draglayer .xy .nsewdrag").first
-            plot.scroll_into_view_if_needed()
-            page.wait_for_timeout(500)
-            box = plot.bounding_box()
+            # the LatentMap (canvas engine inside mo.ui.anywidget) drew every pool point
+            canvas = page.locator("canvas.gm-canvas")
+            canvas.scroll_into_view_if_needed()
+            n_pool = _pool_size()
+            drawn = wait_for(
+                lambda: (m := canvas.evaluate(CANVAS))["drawn"] == n_pool and m["painted"] and m,
+                30,
+                f"the map drew {n_pool} points",
+            )
+            assert drawn["n"] == n_pool and drawn["painted"] > 2000, drawn
+            page.locator(".gm-root").screenshot(path=str(ARTIFACTS / "marimo_map.png"))
+
+            # box selections on the map's overlay: each drag replaces the selection, shift
+            # adds to it; each reaches Python as one message on mouse-up
+            box = page.locator("canvas.gm-overlay").bounding_box()
             picks, seen = [], 0
-            for k, (x0, x1) in enumerate([(0.1, 0.45), (0.55, 0.9)]):
+            for k, (x0, x1, shift) in enumerate(
+                [(0.1, 0.45, False), (0.55, 0.9, False), (0.1, 0.3, True)]
+            ):
+                if shift:
+                    page.keyboard.down("Shift")
                 page.mouse.move(box["x"] + box["width"] * x0, box["y"] + box["height"] * 0.05)
                 page.mouse.down()
                 page.mouse.move(
                     box["x"] + box["width"] * x1, box["y"] + box["height"] * 0.95, steps=10
                 )
                 page.mouse.up()
+                if shift:
+                    page.keyboard.up("Shift")
                 got = wait_for_selection(sel_file, seen, k)
+                assert got["n_selections"] == seen + 1, got  # one message per drag
                 seen = got["n_selections"]
                 picks.append(got["ids"])
-            assert not set(picks[0]) & set(picks[1])
+                # the page counts the same selection that Python got
+                page.locator(
+                    ".gm-count", has_text=f"{len(got['ids']):,} of {n_pool:,} selected"
+                ).wait_for()
+            assert not set(picks[0]) & set(picks[1])  # the second box replaced the first
+            assert set(picks[1]) < set(picks[2])  # shift added to it
+            assert set(picks[2]) - set(picks[1]) <= set(picks[0])  # a box inside the first one
             page.wait_for_timeout(300)
+            assert json.loads(sel_file.read_text())["n_selections"] == 3  # nothing more came
             page.screenshot(path=str(ARTIFACTS / "marimo_page.png"), full_page=True)
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "marimo_failure.png"), full_page=True)
