@@ -50,11 +50,11 @@ def _points(n: int, seed: int = 0) -> np.ndarray:
     return np.r_[rng.normal(size=(n // 2, 2)), rng.normal(size=(n - n // 2, 2)) * 0.5 + 3]
 
 
-def _drag(page, box, t_js: str) -> None:
+def _drag(page, box) -> None:
+    # on the window, in the capture phase: plotly moves the drag onto a cover element
     page.evaluate(
-        "(sel) => document.querySelector(sel).addEventListener('pointerup',"
-        " () => { window.__up = performance.now(); }, { once: true, capture: true })",
-        t_js,
+        "() => { window.__up = 0; const f = () => { window.__up = window.__up || performance.now(); };"
+        " for (const ev of ['pointerup', 'mouseup']) window.addEventListener(ev, f, { once: true, capture: true }); }"
     )
     page.mouse.move(box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.2)
     page.mouse.down()
@@ -72,8 +72,8 @@ def bench_plotly(page, xy: np.ndarray, plotly_js: str) -> tuple[float, float]:
         " if (e && e.points) window.__sel = [performance.now(), e.points.length]; })"
     )
     box = page.locator(".nsewdrag").first.bounding_box()
-    _drag(page, box, "#plot")
-    h = page.wait_for_function("() => window.__sel && window.__up ? window.__sel[0] - window.__up : null", timeout=600_000, polling=5)
+    _drag(page, box)
+    h = page.wait_for_function("() => window.__sel && window.__up ? window.__sel[0] - window.__up : null", timeout=120_000, polling=5)
     return float(draw), float(h.json_value())
 
 
@@ -88,7 +88,7 @@ def bench_ours(page, xy: np.ndarray) -> tuple[float, float, float]:
         " if (c.type === 'select') window.__selT = performance.now(); f(c); }; }"
     )
     box = page.locator("canvas.gm-overlay").bounding_box()
-    _drag(page, box, "canvas.gm-overlay")
+    _drag(page, box)
     h = page.wait_for_function("() => window.__selT && window.__up ? window.__selT - window.__up : null", timeout=60_000, polling=5)
     t = time.perf_counter()
     replay(page, m)

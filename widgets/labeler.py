@@ -218,6 +218,9 @@ class Labeler(anywidget.AnyWidget):
     message = traitlets.Unicode("").tag(sync=True)
     message_kind = traitlets.Unicode("").tag(sync=True)
     locked = traitlets.Unicode("").tag(sync=True)
+    #: uid of the last browser message applied: until it catches up, a card the page marked
+    #: as decided shows "saving…"
+    acked = traitlets.Unicode("").tag(sync=True)
     title = traitlets.Unicode("").tag(sync=True)
     annotator = traitlets.Unicode("annotator").tag(sync=True)
     #: {} or, after a first "Accept all" click, ``{"text", "n", "seconds", "seq"}``: the
@@ -587,7 +590,11 @@ class Labeler(anywidget.AnyWidget):
         if len(q["held"]) > 32:  # a message never came: do not stall the labeler
             q["next"] = min(q["held"])
         while q["next"] in q["held"]:
-            self._apply_msg(q["held"].pop(q["next"]))
+            msg = q["held"].pop(q["next"])
+            try:
+                self._apply_msg(msg)
+            finally:  # the page repaints what it guessed from the state it now has
+                self.acked = str(msg.get("uid") or "")
             q["next"] += 1
 
     def _apply_msg(self, content: Mapping) -> None:

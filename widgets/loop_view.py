@@ -63,8 +63,9 @@ def _agreement_with(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def _thread(target: Any) -> threading.Thread:
-    """A daemon thread for the retrain; in marimo a ``mo.Thread`` (a plain thread's widget
-    updates would not reach marimo's front end)."""
+    """A daemon thread for the retrain; in marimo a ``mo.Thread``, which also routes the
+    thread's ``print`` to the page and is told to stop when its cell is re-run (widget
+    updates from any thread reach marimo's page: each comm keeps its session)."""
     if "marimo" in sys.modules:
         try:
             import marimo as mo

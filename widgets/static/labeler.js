@@ -242,13 +242,72 @@ function render({ model, el }) {
     e.stopPropagation(); // keep JupyterLab's command-mode shortcuts (a, x, 1, ...) out of it
     // no index: the kernel applies keys in order to its own cursor, so fast typing
     // ("a a a") walks through the items even before the browser sees the cursor move
+    const guess = predict(k);
+    const move = predictMove(k);
     send({ type: "key", key: k });
+    if (guess) showPending(guess.i, guess.kind);
+    if (move !== null) showCursor(move);
   });
+
+  // A decision shows on its card at once when nothing else is in flight (so the card under
+  // the shown cursor is the one the kernel will decide): marked "saving" until the kernel
+  // acknowledges the message; then the card is repainted from the kernel's state, which
+  // also undoes the guess if the kernel refused the key.
+  const DECISION = { a: "accept", x: "reject", o: "flag_out_of_scope", " ": "skip" };
+  function ackedSeq() {
+    const a = model.get("acked") || "";
+    const cut = a.lastIndexOf(":");
+    return a.slice(0, cut) === session ? Number(a.slice(cut + 1)) : 0;
+  }
+  function predict(k) {
+    if (model.get("locked") || ackedSeq() !== seq) return null;
+    const i = model.get("cursor");
+    const items = model.get("items") || [];
+    const it = items[i];
+    const st = (model.get("states") || [])[i] || {};
+    if (!it || !cards[i] || st.done || i !== shownCursor) return null;
+    const ml = it.model_label === null || it.model_label === undefined ? null : String(it.model_label);
+    if (k === "a") return ml === null ? null : { i, kind: "accept" };
+    if (DECISION[k]) return { i, kind: DECISION[k] };
+    if (/^[0-9]$/.test(k)) {
+      const j = (model.get("label_keys") || []).indexOf(k);
+      if (j < 0) return null;
+      const name = String((model.get("label_names") || [])[j]);
+      if (ml === null) return it.synthetic ? null : { i, kind: "label" };
+      if (name === ml) return { i, kind: "accept" };
+      return it.synthetic ? null : { i, kind: "correct" };
+    }
+    return null;
+  }
+  // arrows move the cursor mark at once (the kernel moves its cursor the same way: one
+  // step, clamped); the kernel's cursor wins on the next patch
+  const MOVES = { ArrowRight: 1, ArrowDown: 1, ArrowLeft: -1, ArrowUp: -1 };
+  function predictMove(k) {
+    if (!MOVES[k] || ackedSeq() !== seq || shownCursor !== model.get("cursor")) return null;
+    const j = Math.max(0, Math.min(cards.length - 1, shownCursor + MOVES[k]));
+    return j === shownCursor ? null : j;
+  }
+  function showCursor(j) {
+    if (cards[shownCursor]) cards[shownCursor].classList.remove("gl-current");
+    cards[j].classList.add("gl-current");
+    if (cards[j].scrollIntoView) cards[j].scrollIntoView({ block: "nearest" });
+    shownCursor = j;
+  }
+  let pendingTimer = null;
+  function showPending(i, kind) {
+    const card = cards[i];
+    card.className = "gl-card gl-" + kind + " gl-done gl-pending" + (card._synthetic ? " gl-synthetic" : "")
+      + (i === shownCursor ? " gl-current" : "");
+    card._badge.textContent = "saving…";
+    drawn[i] = null;  // repainted from the kernel's state on the next patch
+    clearTimeout(pendingTimer);
+    pendingTimer = setTimeout(patch, 3000);  // no answer: show what the kernel last said
+  }
   acceptAll.addEventListener("click", () => action("accept_all", model.get("cursor")));
   undoBtn.addEventListener("click", () => action("undo", model.get("cursor")));
 
   const rebuildOn = ["items", "previews", "label_names", "label_keys", "tag_names", "confidence_name"];
-  const patchOn = ["states", "cursor", "done", "total", "message", "message_kind", "title", "locked"];
+  const patchOn = ["states", "cursor", "done", "total", "message", "message_kind", "title", "locked", "acked"];
   for (const name of rebuildOn) model.on("change:" + name, build);
   for (const name of patchOn) model.on("change:" + name, patch);
   model.on("change:accept_all_confirm", onConfirm);
