@@ -717,6 +717,18 @@ def test_labeler_applies_browser_messages_in_sequence_order(store, images):
     assert list(store.events()["key"]) == ["view1:1", "view1:2", "view1:3"]
 
 
+def test_labeler_acknowledges_each_applied_message_even_a_refused_one(store, images):
+    # the page shows a decision at once and repaints from the kernel's state once its
+    # message is acknowledged: held (out-of-order) messages are not acknowledged early
+    lab = make_labeler(store, images)
+    lab._on_frontend_msg(lab, {"type": "key", "key": "x", "uid": "v:2"}, [])
+    assert lab.acked == "" and len(store.events()) == 0  # 1 has not come yet
+    lab._on_frontend_msg(lab, {"type": "key", "key": "a", "uid": "v:1"}, [])
+    assert lab.acked == "v:2" and len(store.events()) == 2
+    lab._on_frontend_msg(lab, {"type": "key", "key": "7", "uid": "v:3"}, [])  # no label for 7
+    assert lab.acked == "v:3" and lab.message_kind == "error" and len(store.events()) == 2
+
+
 def test_dashboard_reads_the_loop_shapes():
     # helpers.loop: results() rows with d_score / labels / synthetic, and a bandit history of
     # cumulative pulls and mean rewards (None for an arm never pulled)
