@@ -165,7 +165,7 @@ def _(U, annotator, batch_for, batch_size, content, dataset, ds, lmap, mo, np, p
 
 
 @app.cell
-def _(Z, batch_for, batch_size, lab, lmap, mo, pool, project, seed):
+def _(Z, batch_for, batch_size, dataset, lab, lmap, mo, pool, project, seed):
     from gapscope.widgets import SamplerPanel
 
     sampler = SamplerPanel(Z, pool.ids, latent_map=lmap, project=project, count=batch_size,
@@ -174,6 +174,7 @@ def _(Z, batch_for, batch_size, lab, lmap, mo, pool, project, seed):
     def _to_labeler(proposal):
         if proposal["ids"] is None:
             raise ValueError("synthetic proposals need decoding before labeling")
+        lab.title = f"{dataset}: {len(proposal['ids'])} from the sampler"
         lab.set_batch(proposal["ids"], **batch_for(proposal["ids"]))
 
     sampler.on_batch(_to_labeler)
