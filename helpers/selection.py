@@ -973,10 +973,17 @@ def typiclust(
 
     k-means (``helpers.clustering.kmeans``, Euclidean) on all embeddings into
     ``min(n_labeled + budget, max_clusters, n_pool)`` clusters. Each step picks the cluster
-    with the fewest labeled-or-selected members, ties to the largest (clusters with at
-    most ``min_cluster_size`` members only when no larger one is left), and takes its most
-    typical unlabeled, unselected member, typicality = 1 / mean Euclidean distance to the
-    ``min(k_nn, |c| // 2)`` nearest cluster members. Remaining ties are broken at random.
+    with the fewest labeled-or-selected members (uncovered clusters first), ties to the
+    largest (clusters with at most ``min_cluster_size`` members after every larger cluster
+    of the same count), and takes its most typical unlabeled, unselected member,
+    typicality = 1 / mean Euclidean distance to the ``min(k_nn, |c| // 2)`` nearest cluster
+    members. Remaining ties are broken at random.
+
+    Coverage comes before size: the authors' code drops the small clusters outright, so
+    once the larger clusters are all covered it takes second and third items from them
+    rather than one from an uncovered small cluster. When ``n_labeled + budget`` is a large
+    share of the pool, most clusters are small and the few large ones lie in the densest
+    class, so every pick would land there.
 
     Parameters
     ----------
@@ -985,6 +992,8 @@ def typiclust(
     max_clusters : int, default 500
         The authors' cap on the number of clusters (keeps k-means affordable).
     min_cluster_size : int, default 5
+        Clusters of at most this many members rank after the larger clusters with the
+        same number of labeled-or-selected members; they are not skipped.
     kmeans_options : dict, optional
         Extra keyword arguments for ``helpers.clustering.kmeans``; default ``n_init=1`` (one
         k-means++ seeding, like scikit-learn's ``n_init="auto"``; the authors' code uses
@@ -1011,6 +1020,9 @@ def typiclust(
     for name, v in (("k_nn", k_nn), ("max_clusters", max_clusters)):
         if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
             raise ValueError(f"{name}: expected a positive int, got {v!r}")
+    m = min_cluster_size
+    if isinstance(m, bool) or not isinstance(m, numbers.Integral) or m < 0:
+        raise ValueError(f"min_cluster_size: expected an int >= 0, got {m!r}")
     rng = check_random_state(random_state)
     Z = _as_numpy(embeddings, name="embeddings", ndim=2, dtype=np.float32)
     n_lab = pool.n - pool.n_available
@@ -1027,12 +1039,12 @@ def typiclust(
     tie = rng.random(C)
     out: list[int] = []
     picked_clusters: list[int] = []
-    big = sizes > min_cluster_size
+    small = sizes <= min_cluster_size
     for _ in range(pool.budget):
-        ok = free > 0
-        pref = ok & big if (ok & big).any() else ok
-        cand = np.flatnonzero(pref)
-        order = np.lexsort((tie[cand], -sizes[cand], covered[cand]))
+        # fewest labeled-or-selected first, then the larger clusters before the small ones,
+        # then by size; a small uncovered cluster comes before any covered one
+        cand = np.flatnonzero(free > 0)
+        order = np.lexsort((tie[cand], -sizes[cand], small[cand], covered[cand]))
         c = int(cand[order[0]])
         if c not in typ_cache:
             members = np.flatnonzero(labels == c)
