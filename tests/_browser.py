@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import socket
+import subprocess
+import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -64,3 +69,87 @@ def wait_for_selection(sel_file: Path, seen: int, k: int, timeout: float = 20) -
         return d if d["n_selections"] > seen and d["ids"] else None
 
     return wait_for(ready, timeout, f"selection {k + 1} in Python")
+
+
+@contextlib.contextmanager
+def jupyterlab(tmp: Path, notebook: Path, env_extra: dict[str, str]):
+    """An isolated JupyterLab on 127.0.0.1 with a token, serving a copy of ``notebook``;
+    yields (base_url, token). Its kernels inherit ``env_extra``; the run folder's own
+    SQLite store is used (``GAPSCOPE_STORE_URL`` is dropped)."""
+    nbdir = tmp / "nb"
+    nbdir.mkdir()
+    shutil.copy(notebook, nbdir)
+    settings = tmp / "app-settings"
+    settings.mkdir()
+    (settings / "overrides.json").write_text(
+        json.dumps(
+            {"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False}}
+        )
+    )
+    port, token = free_port(), "gapscope-test-token"
+    env = dict(
+        os.environ,
+        **env_extra,
+        PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        JUPYTER_CONFIG_DIR=str(tmp / "cfg"),
+        JUPYTER_RUNTIME_DIR=str(tmp / "rt"),
+        IPYTHONDIR=str(tmp / "ipy"),
+    )
+    env.pop("GAPSCOPE_STORE_URL", None)
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={nbdir}",
+        "--allow-root",
+        "--LabApp.extension_manager=readonly",
+        "--LabApp.expose_app_in_browser=True",
+        f"--LabApp.user_settings_dir={tmp / 'user-settings'}",
+        f"--LabApp.workspaces_dir={tmp / 'ws'}",
+        f"--LabServerApp.app_settings_dir={settings}",
+    ]
+    log = open(tmp / "lab.log", "w")  # noqa: SIM115 - closed in finally
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+
+    def up():
+        assert proc.poll() is None, (tmp / "lab.log").read_text()[-3000:]
+        try:
+            urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
+            return True
+        except OSError:
+            return False
+
+    try:
+        wait_for(up, 90, "jupyter server")
+        yield base, token
+    finally:
+        proc.terminate()  # our own process only
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def store_events(run_dir: Path, project: str):
+    """Every event in the run folder's label store for ``project``."""
+    from gapscope.helpers.store import LabelStore
+
+    with LabelStore(run_dir=run_dir, project=project) as s:
+        return s.events()
+
+
+def loop_truth(run_dir: Path):
+    """({pool id: true label}, dataset) of the loop in ``run_dir`` (the test knows them;
+    the loop and the page do not)."""
+    from gapscope.helpers.data import load_dataset
+
+    cfg = json.loads((run_dir / "state.json").read_text())["config"]
+    ds = load_dataset(cfg["data"], random_state=cfg["seed"], **cfg["data_options"])
+    truth = ds.oracle.true_labels(ds.pool.ids).tolist()
+    return dict(zip(ds.pool.ids.tolist(), truth, strict=True)), ds

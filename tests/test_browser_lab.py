@@ -10,13 +10,7 @@ Run: ``pytest -s tests/test_browser_lab.py`` (skips without /usr/bin/chromium).
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -26,7 +20,8 @@ from _browser import (
     CHROME_ARGS,
     CHROMIUM,
     ROOT,
-    free_port,
+    jupyterlab,
+    store_events,
     wait_for,
     wait_for_selection,
 )
@@ -37,81 +32,21 @@ pytestmark = BROWSER_MARKS
 
 @pytest.fixture(scope="module")
 def lab_server(tmp_path_factory):
-    """An isolated JupyterLab on 127.0.0.1 with a token; yields (base_url, token, out)."""
+    """An isolated JupyterLab on 127.0.0.1 with a token; yields (base_url, token, out, tmp)."""
     tmp = tmp_path_factory.mktemp("lab")
-    nbdir, out = tmp / "nb", tmp / "out"
-    nbdir.mkdir()
+    out = tmp / "out"
     out.mkdir()
-    shutil.copy(NOTEBOOK, nbdir)
-    settings = tmp / "app-settings"
-    settings.mkdir()
-    (settings / "overrides.json").write_text(
-        json.dumps(
-            {
-                "@jupyterlab/apputils-extension:notification": {
-                    "fetchNews": "false",
-                    "checkForUpdates": False,
-                }
-            }
-        )
-    )
-    port, token = free_port(), "gapscope-test-token"
-    env = dict(
-        os.environ,
-        GAPSCOPE_RUN_DIR=str(out / "run"),  # the kernel inherits these
-        GAPSCOPE_SELECTION_FILE=str(out / "selection.json"),
-        GAPSCOPE_INTERACTIVE="1",
-        PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-        JUPYTER_CONFIG_DIR=str(tmp / "cfg"),
-        JUPYTER_RUNTIME_DIR=str(tmp / "rt"),
-        IPYTHONDIR=str(tmp / "ipy"),
-    )
-    cmd = [
-        sys.executable,
-        "-m",
-        "jupyterlab",
-        "--no-browser",
-        "--ip=127.0.0.1",
-        f"--port={port}",
-        f"--IdentityProvider.token={token}",
-        f"--ServerApp.root_dir={nbdir}",
-        "--allow-root",
-        "--LabApp.extension_manager=readonly",
-        "--LabApp.expose_app_in_browser=True",
-        f"--LabApp.user_settings_dir={tmp / 'user-settings'}",
-        f"--LabApp.workspaces_dir={tmp / 'ws'}",
-        f"--LabServerApp.app_settings_dir={settings}",
-    ]
-    log = open(tmp / "lab.log", "w")  # noqa: SIM115 - closed in finally
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-
-    def up():
-        assert proc.poll() is None, (tmp / "lab.log").read_text()[-3000:]
-        try:
-            urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
-            return True
-        except OSError:
-            return False
-
-    try:
-        wait_for(up, 60, "jupyter server")
+    env = {
+        "GAPSCOPE_RUN_DIR": str(out / "run"),  # the kernel inherits these
+        "GAPSCOPE_SELECTION_FILE": str(out / "selection.json"),
+        "GAPSCOPE_INTERACTIVE": "1",
+    }
+    with jupyterlab(tmp, NOTEBOOK, env) as (base, token):
         yield base, token, out, tmp
-    finally:
-        proc.terminate()  # our own process only
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def _events(out: Path):
-    from gapscope.helpers.store import LabelStore
-
-    with LabelStore(run_dir=out / "run", project="digits") as s:
-        ev = s.events()
-    return ev
+    return store_events(out / "run", "digits")
 
 
 def _at_least(out: Path, n: int):

@@ -25,16 +25,22 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
-from _browser import ARTIFACTS, BROWSER_MARKS, CHROME_ARGS, CHROMIUM, ROOT, free_port, wait_for
+from _browser import (
+    ARTIFACTS,
+    BROWSER_MARKS,
+    CHROME_ARGS,
+    CHROMIUM,
+    ROOT,
+    jupyterlab,
+    loop_truth,
+    store_events,
+    wait_for,
+)
 
 NOTEBOOK = ROOT / "notebooks" / "02_curation_loop.ipynb"
 PROJECT = "curation-demo"  # the notebook's default project
@@ -67,69 +73,9 @@ INSTRUMENT = """
 def lab_server(tmp_path_factory):
     """An isolated JupyterLab on 127.0.0.1; yields (base_url, token, run_dir, tmp)."""
     tmp = tmp_path_factory.mktemp("lab")
-    nbdir, run_dir = tmp / "nb", tmp / "run"
-    nbdir.mkdir()
-    shutil.copy(NOTEBOOK, nbdir)
-    settings = tmp / "app-settings"
-    settings.mkdir()
-    (settings / "overrides.json").write_text(
-        json.dumps(
-            {
-                "@jupyterlab/apputils-extension:notification": {
-                    "fetchNews": "false",
-                    "checkForUpdates": False,
-                }
-            }
-        )
-    )
-    port, token = free_port(), "gapscope-test-token"
-    env = dict(
-        os.environ,
-        GAPSCOPE_RUN_DIR=str(run_dir),  # the kernel inherits it
-        PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-        JUPYTER_CONFIG_DIR=str(tmp / "cfg"),
-        JUPYTER_RUNTIME_DIR=str(tmp / "rt"),
-        IPYTHONDIR=str(tmp / "ipy"),
-    )
-    env.pop("GAPSCOPE_STORE_URL", None)  # the run folder's own SQLite store
-    cmd = [
-        sys.executable,
-        "-m",
-        "jupyterlab",
-        "--no-browser",
-        "--ip=127.0.0.1",
-        f"--port={port}",
-        f"--IdentityProvider.token={token}",
-        f"--ServerApp.root_dir={nbdir}",
-        "--allow-root",
-        "--LabApp.extension_manager=readonly",
-        "--LabApp.expose_app_in_browser=True",
-        f"--LabApp.user_settings_dir={tmp / 'user-settings'}",
-        f"--LabApp.workspaces_dir={tmp / 'ws'}",
-        f"--LabServerApp.app_settings_dir={settings}",
-    ]
-    log = open(tmp / "lab.log", "w")  # noqa: SIM115 - closed in finally
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-
-    def up():
-        assert proc.poll() is None, (tmp / "lab.log").read_text()[-3000:]
-        try:
-            urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
-            return True
-        except OSError:
-            return False
-
-    try:
-        wait_for(up, 90, "jupyter server")
+    run_dir = tmp / "run"
+    with jupyterlab(tmp, NOTEBOOK, {"GAPSCOPE_RUN_DIR": str(run_dir)}) as (base, token):
         yield base, token, run_dir, tmp
-    finally:
-        proc.terminate()  # our own process only
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 # ---------------------------------------------------------------- page helpers
@@ -209,21 +155,10 @@ class Page:
 
 
 def _events(run_dir: Path):
-    from gapscope.helpers.store import LabelStore
-
-    with LabelStore(run_dir=run_dir, project=PROJECT) as s:
-        return s.events()
+    return store_events(run_dir, PROJECT)
 
 
-def _truth(run_dir: Path):
-    """True labels of the pool (the test knows them; the loop and the widget do not)."""
-    from gapscope.helpers.data import load_dataset
-
-    cfg = json.loads((run_dir / "state.json").read_text())["config"]
-    ds = load_dataset(cfg["data"], random_state=cfg["seed"], **cfg["data_options"])
-    return dict(
-        zip(ds.pool.ids.tolist(), ds.oracle.true_labels(ds.pool.ids).tolist(), strict=True)
-    ), ds
+_truth = loop_truth
 
 
 def _map_pixels(page, path: Path) -> tuple[int, np.ndarray]:

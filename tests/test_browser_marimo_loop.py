@@ -16,7 +16,6 @@ Run: ``pytest -s tests/test_browser_marimo_loop.py`` (skips without /usr/bin/chr
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -25,7 +24,17 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from _browser import ARTIFACTS, BROWSER_MARKS, CHROME_ARGS, CHROMIUM, ROOT, free_port, wait_for
+from _browser import (
+    ARTIFACTS,
+    BROWSER_MARKS,
+    CHROME_ARGS,
+    CHROMIUM,
+    ROOT,
+    free_port,
+    loop_truth,
+    store_events,
+    wait_for,
+)
 
 NOTEBOOK = ROOT / "notebooks" / "curation_loop_marimo.py"
 PROJECT = "curation-demo"  # the notebook's default project (names the store's project)
@@ -173,20 +182,10 @@ class Page:
 
 
 def _events(run_dir: Path):
-    from gapscope.helpers.store import LabelStore
-
-    with LabelStore(run_dir=run_dir, project=PROJECT) as s:
-        return s.events()
+    return store_events(run_dir, PROJECT)
 
 
-def _truth(run_dir: Path):
-    """True labels of the pool (the test knows them; the loop and the page do not)."""
-    from gapscope.helpers.data import load_dataset
-
-    cfg = json.loads((run_dir / "state.json").read_text())["config"]
-    ds = load_dataset(cfg["data"], random_state=cfg["seed"], **cfg["data_options"])
-    truth = ds.oracle.true_labels(ds.pool.ids).tolist()
-    return dict(zip(ds.pool.ids.tolist(), truth, strict=True)), ds
+_truth = loop_truth
 
 
 def _label_batch(P: Page, truth, names, keys, plan: dict, expected: list, *, upto=None) -> None:
