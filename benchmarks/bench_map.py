@@ -103,9 +103,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--plotly-max", type=int, default=1_000_000, help="largest n tried with plotly")
     args = ap.parse_args()
-    from playwright.sync_api import sync_playwright
-
     import plotly
+    from playwright.sync_api import sync_playwright
 
     plotly_js = (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_text()
     sizes = [int(s) for s in args.sizes.split(",")]

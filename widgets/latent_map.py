@@ -172,7 +172,7 @@ class LatentMap(anywidget.AnyWidget):
     selection_rev = traitlets.Int(0).tag(sync=True)
     density_grid = traitlets.Bytes(b"").tag(sync=True)
     density = traitlets.Dict().tag(sync=True)
-    proposal = traitlets.List().tag(sync=True)
+    proposal: traitlets.List = traitlets.List().tag(sync=True)
     legend = traitlets.Dict().tag(sync=True)
     color_by = traitlets.Unicode("density").tag(sync=True)
     color_options = traitlets.List(traitlets.Unicode()).tag(sync=True)
@@ -252,7 +252,8 @@ class LatentMap(anywidget.AnyWidget):
                 raise ValueError(f"ids: expected {xy.shape[0]} ids (one per row of xy), got {len(ids)}")
             if len(set(ids)) != len(ids):
                 raise ValueError("ids: expected unique item ids, got duplicates")
-            self.ids, self.n = ids, len(ids)
+            self.ids: list[str] = ids
+            self.n: int = len(ids)
             self._pos_cache: dict[str, int] | None = None
             self._selected_idx = np.zeros(0, dtype=np.int64)
         self.xy = xy
