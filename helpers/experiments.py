@@ -202,6 +202,13 @@ def _describe_exit(returncode: int | None) -> str:
     return f"exit code {returncode}"
 
 
+#: Arguments for every kernel the runner starts. The kernel app logs one warning per start
+#: that its local TCP transport is unencrypted (the kernels listen on 127.0.0.1 only): at
+#: ERROR level that line is gone, while warnings from the notebook's own code still reach
+#: its outputs (they are cell output, not the kernel app's log).
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
+
+
 def _recording_kernel_manager(record: dict, pid_file: Path | None):
     """An AsyncKernelManager that notes the kernel's pid and exit status in ``record``.
 
@@ -290,6 +297,7 @@ def run_one(
             store_widget_state=False,
             execution_timeout=execution_timeout,
             cwd=str(run_dir),
+            extra_arguments=KERNEL_ARGUMENTS,
             **({"kernel_manager_class": km_class} if km_class is not None else {}),
         )
         if not (run_dir / "results.json").exists():
@@ -1091,6 +1099,7 @@ def make_report(
         progress_bar=False,
         store_widget_state=False,
         cwd=str(out),
+        extra_arguments=KERNEL_ARGUMENTS,
     )
     exporter = HTMLExporter()
     exporter.exclude_input = True
