@@ -112,28 +112,54 @@ def jupyterlab(tmp: Path, notebook: Path, env_extra: dict[str, str]):
         f"--LabApp.workspaces_dir={tmp / 'ws'}",
         f"--LabServerApp.app_settings_dir={settings}",
     ]
-    log = open(tmp / "lab.log", "w")  # noqa: SIM115 - closed in finally
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
+    with serve(cmd, env=env, cwd=None, log_path=tmp / "lab.log", health=f"{base}/api/status?token={token}"):
+        yield base, token
+
+
+@contextlib.contextmanager
+def serve(cmd: list[str], *, env: dict, cwd: Path | None, log_path: Path, health: str, timeout: float = 90):
+    """Run a server (our own process, its output appended to ``log_path``) until ``health``
+    answers; stop only that process on exit. Yields the ``Popen``."""
+    log = open(log_path, "a")  # noqa: SIM115 - closed in finally
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
 
     def up():
-        assert proc.poll() is None, (tmp / "lab.log").read_text()[-3000:]
+        assert proc.poll() is None, log_path.read_text()[-3000:]
         try:
-            urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
+            urllib.request.urlopen(health, timeout=2)
             return True
         except OSError:
             return False
 
     try:
-        wait_for(up, 90, "jupyter server")
-        yield base, token
+        wait_for(up, timeout, f"the server {cmd[2:4]}")
+        yield proc
     finally:
         proc.terminate()  # our own process only
         try:
             proc.wait(20)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait(10)
         log.close()
+
+
+@contextlib.contextmanager
+def marimo_server(notebook: Path, args: list[str], *, cwd: Path, log_path: Path):
+    """``marimo run`` of ``notebook`` on 127.0.0.1 with CLI ``args`` (after ``--``), using the
+    run folder's own SQLite store; yields its URL."""
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    env.pop("GAPSCOPE_STORE_URL", None)
+    env.pop("GAPSCOPE_RUN_DIR", None)
+    cmd = [
+        sys.executable, "-m", "marimo", "-y", "run", str(notebook), "--headless",
+        "--host", "127.0.0.1", "--port", str(port), "--no-token", "--no-sandbox", "--", *args,
+    ]  # fmt: skip
+    url = f"http://127.0.0.1:{port}/"
+    with serve(cmd, env=env, cwd=cwd, log_path=log_path, health=f"{url}health", timeout=60):
+        yield url
 
 
 def store_events(run_dir: Path, project: str):

@@ -8,11 +8,7 @@ replaces the selection, shift adds). Screenshots go to test-artifacts/.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -22,7 +18,7 @@ from _browser import (
     CHROME_ARGS,
     CHROMIUM,
     ROOT,
-    free_port,
+    marimo_server,
     wait_for,
     wait_for_selection,
 )
@@ -33,58 +29,10 @@ pytestmark = BROWSER_MARKS
 @pytest.fixture(scope="module")
 def marimo_app(tmp_path_factory):
     out = tmp_path_factory.mktemp("mo")
-    port = free_port()
-    env = dict(
-        os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
-    )
-    log = open(out / "marimo.log", "w")  # noqa: SIM115 - closed in finally
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "marimo",
-            "-y",
-            "run",
-            str(ROOT / "notebooks" / "label_batches_marimo.py"),
-            "--headless",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-token",
-            "--no-sandbox",
-            "--",
-            "--epochs",
-            "3",
-            "--simulate",
-            "0",
-            "--run_dir",
-            str(out / "run"),
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=out,
-    )
-
-    def up():
-        assert proc.poll() is None, (out / "marimo.log").read_text()[-3000:]
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-            return True
-        except OSError:
-            return False
-
-    try:
-        wait_for(up, 60, "marimo server")
-        yield f"http://127.0.0.1:{port}/", out
-    finally:
-        proc.terminate()  # our own process only
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    args = ["--epochs", "3", "--simulate", "0", "--run_dir", str(out / "run")]
+    notebook = ROOT / "notebooks" / "label_batches_marimo.py"
+    with marimo_server(notebook, args, cwd=out, log_path=out / "marimo.log") as url:
+        yield url, out
 
 
 CANVAS = """(c) => {

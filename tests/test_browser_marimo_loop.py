@@ -16,11 +16,8 @@ Run: ``pytest -s tests/test_browser_marimo_loop.py`` (skips without /usr/bin/chr
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import contextlib
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -30,8 +27,8 @@ from _browser import (
     CHROME_ARGS,
     CHROMIUM,
     ROOT,
-    free_port,
     loop_truth,
+    marimo_server,
     store_events,
     wait_for,
 )
@@ -52,47 +49,17 @@ class Server:
 
     def __init__(self, run_dir: Path, log: Path):
         self.run_dir, self.log_path = run_dir, log
-        self.proc: subprocess.Popen | None = None
+        self._ctx: contextlib.ExitStack | None = None
 
     def start(self) -> str:
-        port = free_port()
-        env = dict(
-            os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
-        )
-        env.pop("GAPSCOPE_STORE_URL", None)  # the run folder's own SQLite store
-        env.pop("GAPSCOPE_RUN_DIR", None)
-        self.log = open(self.log_path, "a")  # noqa: SIM115 - closed in stop()
-        cmd = [
-            sys.executable, "-m", "marimo", "-y", "run", str(NOTEBOOK), "--headless",
-            "--host", "127.0.0.1", "--port", str(port), "--no-token", "--no-sandbox",
-            "--", *ARGS, "--run_dir", str(self.run_dir),
-        ]  # fmt: skip
-        self.proc = subprocess.Popen(
-            cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=self.run_dir.parent
-        )
-
-        def up():
-            assert self.proc.poll() is None, self.log_path.read_text()[-3000:]
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-                return True
-            except OSError:
-                return False
-
-        wait_for(up, 60, "marimo server")
-        return f"http://127.0.0.1:{port}/"
+        self._ctx = contextlib.ExitStack()
+        args = [*ARGS, "--run_dir", str(self.run_dir)]
+        return self._ctx.enter_context(marimo_server(NOTEBOOK, args, cwd=self.run_dir.parent, log_path=self.log_path))
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        self.proc.terminate()  # our own process only
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-        self.proc = None
-        self.log.close()
+        if self._ctx is not None:
+            self._ctx.close()
+            self._ctx = None
 
 
 @pytest.fixture
