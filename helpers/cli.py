@@ -57,12 +57,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(tables["final"][cols].to_string(index=False))
         print("\nLabels to reach the target, saving against random (paired by seed):")
         print(tables["savings"].to_string(index=False))
-    report = None if args.no_report else E.make_report(out)
+    _print_claims(table, out, float(cfg.get("target_fraction", 0.95)))
+    report = (
+        None
+        if args.no_report
+        else E.make_report(out, target_fraction=float(cfg.get("target_fraction", 0.95)))
+    )
     print(f"\nrun folder: {out.resolve()}")
     print(f"executed notebooks: {out.resolve() / 'runs'}/<run>/executed.ipynb")
     print(f"results table: {(out / 'results.csv').resolve()}")
     if report:
-        print(f"report: {report.resolve()}")
+        print(f"report: {report.resolve()}  (figures: {(out / 'figures').resolve()})")
     if failed:
         print(f"{len(failed)} run(s) failed; see their status.json:", file=sys.stderr)
         for s in failed:
@@ -71,11 +76,32 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_claims(table, out: Path, target_fraction: float) -> None:
+    """Write ``claims.csv`` beside the results and print the claims table."""
+    from .claims import claims_table, format_claims
+
+    claims = claims_table(table, target_fraction=target_fraction)
+    claims.to_csv(out / "claims.csv", index=False)
+    print(
+        "\nThe design texts' claims (value [95% interval over seeds, paired by seed]; "
+        f"{(out / 'claims.csv').resolve()}):"
+    )
+    print(format_claims(claims))
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from . import experiments as E
 
-    html = E.make_report(args.out_dir, html_path=args.html)
+    html = E.make_report(
+        args.out_dir,
+        html_path=args.html,
+        figures_dir=args.figures,
+        target_fraction=args.target_fraction,
+        baseline=args.baseline,
+    )
+    figures = Path(args.figures) if args.figures else Path(args.out_dir) / "figures"
     print(f"report: {html.resolve()}")
+    print(f"figures: {figures.resolve()}")
     return 0
 
 
@@ -129,7 +155,17 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=_cmd_run)
     p = sub.add_parser("report", help="render the HTML report of a run folder")
     p.add_argument("out_dir")
-    p.add_argument("--html", default=None)
+    p.add_argument("--html", default=None, help="the HTML file (default: OUT_DIR/report.html)")
+    p.add_argument(
+        "--figures", default=None, help="PNG and SVG figures folder (default: OUT_DIR/figures)"
+    )
+    p.add_argument("--baseline", default="random", help="strategy to measure savings against")
+    p.add_argument(
+        "--target-fraction",
+        type=float,
+        default=0.95,
+        help="labels to target: this share of the full-data model's accuracy (default 0.95)",
+    )
     p.set_defaults(fn=_cmd_report)
     p = sub.add_parser(
         "lab",

