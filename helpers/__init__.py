@@ -4,7 +4,8 @@ Installed as ``gapscope.helpers``. Submodules are imported lazily (``import
 gapscope.helpers`` is fast and pulls in no torch): ``device``, ``data``, ``components`` (the
 seam for the user's data, model and strategy), ``models``, ``training``, ``scoring``,
 ``density``, ``clustering``, ``metrics``, ``selection``, ``bandits``, ``synthesis``,
-``store``, ``loop``, ``experiments``.
+``store``, ``loop``, ``experiments``, ``report`` (the figures and tables of
+``gapscope report``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ _SUBMODULES = (
     "store",
     "loop",
     "experiments",
+    "report",
 )
 
 __all__ = list(_SUBMODULES) + ["__version__"]
