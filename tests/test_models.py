@@ -531,3 +531,32 @@ def test_validation_fraction_with_bootstrap_and_sample_weight(rng):
     np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
     with pytest.raises(ValueError, match="sample_weight"):
         Ensemble("mlp", 1, random_state=0, **kw).fit(X, y, sample_weight=w[:5])
+
+
+def test_small_cpu_fits_run_on_one_thread_and_restore_the_count(monkeypatch):
+    """train() picks one torch thread for a small CPU fit (benchmarks/bench_threads.py)."""
+    import torch
+
+    from gapscope.helpers import training
+
+    seen = []
+    inner = training._train
+
+    def spy(model, X, y=None, **kw):
+        seen.append(torch.get_num_threads())
+        return inner(model, X, y, **kw)
+
+    monkeypatch.setattr(training, "_train", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        X = np.random.default_rng(0).normal(size=(40, 5)).astype(np.float32)
+        y = (X[:, 0] > 0).astype(np.int64)
+        net = torch.nn.Sequential(torch.nn.Linear(5, 2))
+        training.train(net, X, y, epochs=2, device="cpu")
+        assert seen == [1] and torch.get_num_threads() == 2
+        big = np.zeros((training.SMALL_FIT_ITEMS + 1, 5), np.float32)
+        training.train(net, big, np.zeros(len(big), np.int64), epochs=1, device="cpu")
+        assert seen == [1, 2]
+    finally:
+        torch.set_num_threads(before)
