@@ -15,19 +15,27 @@ RUN_DIR ?= runs/main
 
 setup: $(STAMP)
 
+# The set-up's pip calls run in bash with pipefail, so that filtering their output keeps
+# pip's exit status. Dropped, and nothing else: pip's notice for an extra index that a
+# machine's pip config names but does not have ("WARNING: Location 'file:///...' is ignored:
+# it is neither a file nor a directory"), and setuptools' "Editable installation." notice
+# (an information-only warning that every editable install of this layout emits).
+$(STAMP): SHELL := /bin/bash
+$(STAMP): .SHELLFLAGS := -o pipefail -c
+$(STAMP): QUIET := { grep -v 'is ignored: it is neither a file nor a directory' || [ $$? -eq 1 ]; }
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q --upgrade pip 2>&1 | $(QUIET)
 	@# torch first, so the package's own 'torch>=2.4' is already satisfied and pip never
 	@# swaps in a multi-GB CUDA build on a machine without a GPU.
 	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
 	    echo "NVIDIA GPU found: installing a CUDA build of torch"; \
-	    $(BIN)/python -m pip install -q 'torch>=2.4' $(TORCH_PIP_ARGS); \
+	    $(BIN)/python -m pip install -q 'torch>=2.4' $(TORCH_PIP_ARGS) 2>&1 | $(QUIET); \
 	else \
 	    echo "no NVIDIA GPU: installing torch==$(TORCH_CPU_VERSION) (CPU)"; \
-	    $(BIN)/python -m pip install -q 'torch==$(TORCH_CPU_VERSION)' $(TORCH_PIP_ARGS); \
+	    $(BIN)/python -m pip install -q 'torch==$(TORCH_CPU_VERSION)' $(TORCH_PIP_ARGS) 2>&1 | $(QUIET); \
 	fi
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	PYTHONWARNINGS='ignore:Editable installation' $(BIN)/python -m pip install -q -e '.[dev]' 2>&1 | $(QUIET)
 	@touch $(STAMP)
 
 run: $(STAMP)

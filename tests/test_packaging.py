@@ -43,7 +43,10 @@ def test_a_wheel_installed_in_a_fresh_venv_runs_a_grid_from_another_folder(tmp_p
     tops = {n.split("/")[0] for n in names if not n.startswith("gapscope-")}
     assert tops == {"gapscope"}, f"only the gapscope package at the top of site-packages, got {tops}"
     for shipped in ("gapscope/notebooks/experiment.ipynb", "gapscope/notebooks/compare.ipynb",
-                    "gapscope/notebooks/grids/default.yaml", "gapscope/widgets/static/labeler.js"):
+                    "gapscope/notebooks/curation_loop_marimo.py",
+                    "gapscope/notebooks/grids/default.yaml",
+                    "gapscope/notebooks/grids/ablations/alpha.yaml",
+                    "gapscope/widgets/static/labeler.js", "gapscope/widgets/static/labeler.css"):
         assert shipped in names, shipped
     # 2. a fresh venv that sees the dependencies (this venv's site-packages, without its
     #    editable finder: a path line in a .pth file does not run the .pth files it holds)
