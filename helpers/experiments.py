@@ -760,6 +760,7 @@ def collect(out_dir: str | os.PathLike, *, strict: bool = False):
     for col in RESULT_COLUMNS:
         if col not in table.columns:
             table[col] = np.nan
+    table = _label_variants(table, grid)
     front = list(RESULT_COLUMNS)
     table = table[front + [c for c in table.columns if c not in front]]
     table.attrs["problems"] = problems
@@ -770,6 +771,52 @@ def collect(out_dir: str | os.PathLike, *, strict: bool = False):
         if strict:
             raise RuntimeError(msg)
         warnings.warn(msg, stacklevel=2)
+    return table
+
+
+def _flat(v: Any, prefix: str = "") -> dict:
+    """Leaves of nested dicts as ``{"a.b": value}`` (non-dicts: ``{prefix: value}``)."""
+    if isinstance(v, dict):
+        out: dict = {}
+        for k, x in v.items():
+            out.update(_flat(x, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: json.dumps(v, sort_keys=True) if isinstance(v, list) else v}
+
+
+def _label_variants(table, grid: Mapping[str, Mapping[str, Any]]):
+    """Name each run's variant in ``strategy`` where a grid varies more than data/strategy/seed.
+
+    Within a (dataset, strategy) group, every grid parameter (dict options by their leaves)
+    that takes more than one value is appended: ``umc_uncertainty [alpha=0.1]`` in an ablation
+    grid, so tables and curves keep the variants apart. The plain name stays in
+    ``strategy_name``; a grid without such parameters is left as it is.
+    """
+    table["strategy_name"] = table["strategy"]
+    leaves = {
+        rid: {
+            k: x
+            for key, v in params.items()
+            if key not in ("data", "dataset", "strategy", "seed", "round", "run_dir")
+            for k, x in _flat(v, key).items()
+        }
+        for rid, params in grid.items()
+    }
+    labels = {}
+    for (_d, s), g in table.groupby(["dataset", "strategy"], dropna=False):
+        rids = list(dict.fromkeys(g["run_id"]))
+        keys = sorted({k for r in rids for k in leaves.get(r, {})})
+        varied = [
+            k for k in keys if len({json.dumps(leaves.get(r, {}).get(k), default=str) for r in rids}) > 1
+        ]
+        if not varied:
+            continue
+        for r in rids:
+            short = ", ".join(f"{k.split('.')[-1]}={leaves.get(r, {}).get(k)}" for k in varied)
+            labels[r] = f"{s} [{short}]"
+    if labels:
+        table["strategy"] = [labels.get(r, s) for r, s in zip(table["run_id"], table["strategy"], strict=True)]
+    table.attrs["variants"] = sorted(set(labels.values()))
     return table
 
 

@@ -336,3 +336,23 @@ def test_concurrent_runs_get_one_blas_thread_each(tmp_path):
     E.run_grid(path, {"seed": [0, 1]}, out_dir=tmp_path / "g", workers=2, threads=1, progress=False)
     for res in (tmp_path / "g" / "runs").glob("*/results.json"):
         assert json.loads(res.read_text()) == {"omp": "1", "torch": 1}
+
+
+def test_collect_names_the_variants_of_an_ablation_grid(toy, tmp_path):
+    """A grid that varies more than data/strategy/seed keeps its variants apart in every table."""
+    out = tmp_path / "abl"
+    E.run_grid(
+        toy, {"mode": ["ok"], "dataset": ["toy"], "strategy": ["s"], "x": [1, 2], "seed": [0, 1], "rounds": [2]},
+        out_dir=out, workers=2, progress=False,
+    )
+    t = E.collect(out)
+    assert sorted(t["strategy"].unique()) == ["s [x=1]", "s [x=2]"]
+    assert set(t["strategy_name"]) == {"s"}
+    lc = E.learning_curves(t)
+    assert set(lc["strategy"]) == {"s [x=1]", "s [x=2]"} and (lc["n_runs"] == 2).all()
+    # nested options are named by their leaf
+    from gapscope.helpers.experiments import _flat
+
+    assert _flat({"score_options": {"alpha": 0.1}}, "strategy_options") == {
+        "strategy_options.score_options.alpha": 0.1
+    }
