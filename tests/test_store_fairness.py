@@ -33,7 +33,8 @@ def _no_store_url_from_env(monkeypatch):
 
 N_ITEMS = 50
 FAIR_RATIO = 1.5  # max/min completed writes; FIFO gives 1.00-1.01 here
-MAX_WAIT_S = 1.5  # worst single write; the queue gives 0.1-0.4 s here
+MAX_WAIT_S = 1.5  # 99th-percentile write; the queue's worst single write is 0.1-0.4 s here
+STALL_CAP_S = 6.0  # the worst single write, disk stalls included
 
 
 def _setup(url):
@@ -121,7 +122,13 @@ def test_processes_are_served_in_turn(tmp_path):
     detail = f"writes per annotator {counts}, worst waits {np.round(worst, 3)} s, load {load}"
     assert min(counts) > 0, detail
     assert max(counts) / min(counts) < FAIR_RATIO, detail
-    assert max(worst) < MAX_WAIT_S, detail
+    # a disk stall (an fsync held up by other I/O) pauses the holder of the turn and so every
+    # writer at once: seen once in a full `make test`, worst waits 1.66-3.67 s in all six writers
+    # with 643-645 writes each. That is not unfairness, so the bound is on each writer's 99th
+    # percentile wait, with a hard cap on the single worst one
+    p99 = [float(np.percentile(r[1], 99)) for r in results]
+    assert max(p99) < MAX_WAIT_S, detail + f", p99 waits {np.round(p99, 3)} s"
+    assert max(worst) < STALL_CAP_S, detail
     # nothing lost or duplicated
     with LabelStore(url) as s:
         ev = s.events()
