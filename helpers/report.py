@@ -26,6 +26,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .claims import COLUMNS as _CLAIM_COLUMNS
+
 __all__ = [
     "NO_DATASET",
     "NO_STRATEGY",
@@ -285,19 +287,7 @@ def aulc_table(aulc, *, baseline: str | None = "random"):
     return out
 
 
-CLAIM_COLUMNS = (
-    "claim",
-    "source",
-    "measure",
-    "comparison",
-    "dataset",
-    "value",
-    "ci_low",
-    "ci_high",
-    "n",
-    "verdict",
-    "note",
-)
+CLAIM_COLUMNS = _CLAIM_COLUMNS  # the columns of claims.claims_table
 
 
 def claims_display(claims):
