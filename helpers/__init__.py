@@ -5,7 +5,8 @@ gapscope.helpers`` is fast and pulls in no torch): ``device``, ``data``, ``compo
 seam for the user's data, model and strategy), ``models``, ``training``, ``scoring``,
 ``density``, ``clustering``, ``metrics``, ``selection``, ``bandits``, ``synthesis``,
 ``store``, ``loop``, ``experiments``, ``report`` (the figures and tables of
-``gapscope report``).
+``gapscope report``), ``scale`` (one round over a pool streamed from an Arrow or Parquet
+file).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ _SUBMODULES = (
     "loop",
     "experiments",
     "report",
+    "scale",
 )
 
 __all__ = list(_SUBMODULES) + ["__version__"]
