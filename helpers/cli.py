@@ -28,6 +28,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         out_dir=out,
         workers=workers,
         engine=args.engine or cfg.get("engine", "local"),
+        ray_address=args.ray_address,
         resume=not args.no_resume,
         pythonpath=cfg["pythonpath"],
     )
@@ -150,6 +151,12 @@ def main(argv: list[str] | None = None) -> int:
         help="concurrent runs (default: from the YAML or CPU count)",
     )
     p.add_argument("--engine", choices=("local", "ray"), default=None)
+    p.add_argument(
+        "--ray-address",
+        default=None,
+        help="with --engine ray: a running cluster, e.g. ray://head:10001 "
+        "(default: $RAY_ADDRESS, else a local Ray on 127.0.0.1)",
+    )
     p.add_argument("--no-resume", action="store_true", help="re-run finished runs too")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
     p.set_defaults(fn=_cmd_run)

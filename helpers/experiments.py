@@ -464,15 +464,12 @@ def _run_local(
             log.close()
 
 
-def _init_local_ray(num_cpus: int | None = None) -> None:
-    """Start a local Ray whose services listen on 127.0.0.1 only, without a dashboard.
+#: How many times a local Ray is started before giving up (a loaded machine can time out
+#: Ray's own start-up waits, e.g. the raylet's wait for its agents' port files).
+RAY_START_ATTEMPTS = 3
 
-    ``_node_ip_address="127.0.0.1"`` alone is not enough: Ray swaps a loopback node address
-    for the machine's reachable one unless its "no cluster" mode is on (on Linux only the
-    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` switch turns it on). With the node on 127.0.0.1
-    the GCS, the raylet, the workers, the runtime-env agent and the autoscaler's metrics
-    server bind the loopback interface; the dashboard (and its agent) is not started.
-    """
+
+def _start_local_ray_once(num_cpus: int | None) -> None:
     import ray
 
     ray_constants: Any
@@ -503,6 +500,65 @@ def _init_local_ray(num_cpus: int | None = None) -> None:
             ray_constants.ENABLE_RAY_CLUSTER = old_flag
 
 
+def _init_local_ray(num_cpus: int | None = None, *, attempts: int = RAY_START_ATTEMPTS) -> None:
+    """Start a local Ray whose services listen on 127.0.0.1 only, without a dashboard.
+
+    ``_node_ip_address="127.0.0.1"`` alone is not enough: Ray swaps a loopback node address
+    for the machine's reachable one unless its "no cluster" mode is on (on Linux only the
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` switch turns it on). With the node on 127.0.0.1
+    the GCS, the raylet, the workers, the runtime-env agent and the autoscaler's metrics
+    server bind the loopback interface; the dashboard (and its agent) is not started.
+
+    A start that fails (on a loaded 2-core machine the raylet has been seen to give up
+    waiting for its agents: ``Timed out waiting for file ... metrics_agent_port``) is shut
+    down and tried again, up to ``attempts`` times, each failure a warning; then a
+    RuntimeError says what failed and what to do instead.
+    """
+    import ray
+
+    last: BaseException | None = None
+    for attempt in range(1, attempts + 1):
+        try:
+            _start_local_ray_once(num_cpus)
+            return
+        except Exception as exc:  # noqa: BLE001 - any start-up failure of Ray's daemons
+            last = exc
+            try:
+                ray.shutdown()
+            except Exception:  # noqa: BLE001 - nothing left to shut down
+                pass
+            if attempt < attempts:
+                warnings.warn(
+                    f"a local Ray did not start (attempt {attempt} of {attempts}: "
+                    f"{type(exc).__name__}: {exc}); trying again",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                time.sleep(2.0 * attempt)
+    raise RuntimeError(
+        f"a local Ray did not start in {attempts} attempts (last: {type(last).__name__}: {last}). "
+        "Pass ray_address= (or set RAY_ADDRESS) to use a running Ray cluster, or use engine='local'."
+    ) from last
+
+
+def _connect_ray(ray_address: str | None, num_cpus: int | None = None) -> bool:
+    """Connect to ``ray_address`` (or ``$RAY_ADDRESS``), else start a local Ray.
+
+    Returns whether this call started or connected (and so should shut down); False when
+    Ray was already initialised by the caller, whose session is used as it is.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = ray_address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+    else:
+        _init_local_ray(num_cpus)
+    return True
+
+
 def _run_ray(
     nb: Path,
     todo: list[tuple[str, dict, Path]],
@@ -518,13 +574,7 @@ def _run_ray(
     """Each run as a Ray task; a task whose worker dies fails its own run only."""
     import ray
 
-    started_here = False
-    if not ray.is_initialized():
-        if ray_address:
-            ray.init(address=ray_address, ignore_reinit_error=True, log_to_driver=False)
-        else:
-            _init_local_ray(workers)
-        started_here = True
+    started_here = _connect_ray(ray_address, workers)
     try:
         # max_retries=0: a dead worker is a failed run (resume reruns it), not a silent rerun;
         # ray's stubs type .remote() without run_one's keyword-only arguments
@@ -598,6 +648,13 @@ def run_grid(
         (``python -m gapscope.helpers.experiments _run_one``), at most ``workers`` at a time.
         ``"ray"`` submits each run as a Ray task (``ray_address``, or a local Ray whose
         services listen on 127.0.0.1 only and that has no dashboard).
+    ray_address : str, optional
+        A running Ray cluster: ``"ray://head:10001"`` (Ray Client) or ``"head:6379"`` /
+        ``"auto"`` from a node of the cluster. Default: ``$RAY_ADDRESS`` when set, else a
+        local Ray started for this grid (tried up to :data:`RAY_START_ATTEMPTS` times) and
+        shut down after it. Already inside ``ray.init()``? That session is used. On a
+        cluster, the notebook, ``out_dir`` and ``pythonpath`` must be paths every node sees
+        (a shared file system), since each task writes its run folder itself.
     resume : bool, default True
         Skip combinations whose run folder already holds a successful status.
     threads : int, optional
@@ -895,6 +952,9 @@ def score_pool_ray(
     ``num_gpus_per_actor`` says otherwise). Each actor loads the ensemble once (from
     ``Ensemble.save`` bytes). Order is preserved, so the result is in pool order and equals
     the local ``score_pool`` on the same pool.
+
+    ``ray_address`` is a running cluster (``"ray://head:10001"``, ``"auto"``); default
+    ``$RAY_ADDRESS``, else a local Ray started for this call (see :func:`run_grid`).
     """
     import io
 
@@ -904,13 +964,7 @@ def score_pool_ray(
     from ._validation import check_array
 
     X = check_array(X, name="X", ndim=(2, 3), dtype=np.float32)
-    started_here = False
-    if not ray.is_initialized():
-        if ray_address:
-            ray.init(address=ray_address, ignore_reinit_error=True, log_to_driver=False)
-        else:
-            _init_local_ray()
-        started_here = True
+    started_here = _connect_ray(ray_address)
     try:
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True

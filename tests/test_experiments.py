@@ -194,15 +194,58 @@ def test_local_processes_in_parallel(toy, tmp_path):
 
 
 @pytest.mark.slow
-def test_ray_engine_on_local_ray(toy, tmp_path):
+def test_ray_engine_on_local_ray_equals_the_local_engine(toy, tmp_path):
     pytest.importorskip("ray")
-    out = tmp_path / "g"
     grid = [{"mode": ["ok"], "seed": [0, 1]}, {"mode": ["crash"], "seed": [2]}]
-    statuses = E.run_grid(toy, grid, out_dir=out, workers=2, engine="ray", progress=False)
+    statuses = E.run_grid(toy, grid, out_dir=tmp_path / "ray", workers=2, engine="ray", progress=False)
     assert sorted(s["status"] for s in statuses) == ["failed", "ok", "ok"]
-    with pytest.warns(UserWarning):
-        table = E.collect(out)
-    assert (table[table["status"] == "ok"].groupby("run_id").size() == 3).all()
+    E.run_grid(toy, grid, out_dir=tmp_path / "local", workers=2, progress=False)
+    tables = []
+    for name in ("ray", "local"):
+        with pytest.warns(UserWarning):  # the crashed run
+            t = E.collect(tmp_path / name)
+        t = t[t["status"] == "ok"].drop(columns=[c for c in t.columns if "time" in c])
+        tables.append(t.sort_values(["run_id", "round"]).reset_index(drop=True))
+    assert len(tables[0]) == 6 and (tables[0].groupby("run_id").size() == 3).all()
+    pd.testing.assert_frame_equal(tables[0], tables[1])
+
+
+def test_a_local_ray_that_fails_to_start_is_retried_then_explained(monkeypatch):
+    """Ray's start-up can time out on a loaded machine: each failure is shut down and retried."""
+    ray = pytest.importorskip("ray")
+    calls = {"init": 0, "shutdown": 0}
+
+    def flaky_init(**kw):
+        calls["init"] += 1
+        assert kw["_node_ip_address"] == "127.0.0.1" and kw["include_dashboard"] is False
+        if calls["init"] < 3:
+            raise RuntimeError("Timed out waiting for file metrics_agent_port")
+
+    monkeypatch.setattr(ray, "init", flaky_init)
+    monkeypatch.setattr(ray, "shutdown", lambda: calls.__setitem__("shutdown", calls["shutdown"] + 1))
+    monkeypatch.setattr(E.time, "sleep", lambda s: None)
+    with pytest.warns(RuntimeWarning, match=r"attempt [12] of 3") as rec:
+        E._init_local_ray(2)
+    assert calls == {"init": 3, "shutdown": 2} and len(rec) == 2
+    calls.update(init=-10, shutdown=0)  # fails every time now
+    with pytest.warns(RuntimeWarning), pytest.raises(RuntimeError, match="RAY_ADDRESS"):
+        E._init_local_ray(2)
+    assert calls["shutdown"] == 3
+
+
+def test_ray_address_comes_from_the_argument_or_the_environment(monkeypatch):
+    ray = pytest.importorskip("ray")
+    seen = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kw: seen.append(kw.get("address")))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert E._connect_ray("ray://head:10001") is True
+    monkeypatch.setenv("RAY_ADDRESS", "ray://other:10001")
+    assert E._connect_ray(None) is True
+    assert seen == ["ray://head:10001", "ray://other:10001"]
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
+    assert E._connect_ray("ray://head:10001") is False  # the caller's session is used
+    assert len(seen) == 2
 
 
 def test_cli_grid_config_errors(tmp_path):
