@@ -652,8 +652,12 @@ class Ensemble(BaseEstimator):
             self._stacked = (params, buffers, base)
         return self._stacked
 
-    def _forward(self, x: torch.Tensor, batched: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits (M, b, C) and embeddings (M, b, k) for one chunk on the model device."""
+    def _forward(
+        self, x: torch.Tensor, batched: bool, want_emb: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits (M, b, C) and embeddings (M, b, k) for one chunk on the model device
+        (embeddings None when not wanted and the members run one by one: stacking them cost
+        a sixth of a scoring pass)."""
         if batched:
             from torch.func import functional_call
 
@@ -664,7 +668,8 @@ class Ensemble(BaseEstimator):
 
             return torch.vmap(one, in_dims=(0, 0, None))(params, buffers, x)
         outs = [m(x) for m in self.members_]
-        return torch.stack([o[0] for o in outs]), torch.stack([o[1] for o in outs])
+        logits = torch.stack([o[0] for o in outs])
+        return logits, (torch.stack([o[1] for o in outs]) if want_emb else None)
 
     def _check_X(self, X: Any) -> Any:
         self._check_fitted()
@@ -705,10 +710,11 @@ class Ensemble(BaseEstimator):
                     if is_torch(xb)
                     else torch.from_numpy(_host_array(xb)).to(self.device_)
                 )
-                logits, e = self._forward(xb, batched)
+                logits, e = self._forward(xb, batched, want_emb=emb is not None)
                 if probs is not None:
                     probs[:, s : s + bs] = torch.softmax(logits.float(), dim=-1)
                 if emb is not None:
+                    assert e is not None
                     emb[..., s : s + bs, :] = e.float().mean(0) if fuse else e.float()
         return (
             None if probs is None else _to_output(probs, X),

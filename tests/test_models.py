@@ -430,9 +430,9 @@ def test_auto_chunk_capped_for_batched_pass_on_cpu(rng, monkeypatch):
     seen = []
     orig = ens._forward
 
-    def spy(x, batched):
+    def spy(x, batched, want_emb=True):
         seen.append((x.shape[0], batched))
-        return orig(x, batched)
+        return orig(x, batched, want_emb)
 
     monkeypatch.setattr(ens, "_forward", spy)
     monkeypatch.setattr(models, "chunk_rows", lambda *a, **k: 1 << 20)
@@ -441,6 +441,9 @@ def test_auto_chunk_capped_for_batched_pass_on_cpu(rng, monkeypatch):
     seen.clear()
     np.testing.assert_allclose(ens.predict_proba(X, batched=False), p, atol=1e-6)
     assert seen == [(5000, False)]  # the loop path is not capped
+    # embeddings computed only where asked for, and equal either way
+    e_loop, e_vmap = ens.embed(X, batched=False), ens.embed(X, batched=True)
+    np.testing.assert_allclose(e_loop, e_vmap, atol=1e-5)
 
 
 # ---------------------------------------------------------------------------------------
