@@ -179,3 +179,14 @@ def loop_truth(run_dir: Path):
     ds = load_dataset(cfg["data"], random_state=cfg["seed"], **cfg["data_options"])
     truth = ds.oracle.true_labels(ds.pool.ids).tolist()
     return dict(zip(ds.pool.ids.tolist(), truth, strict=True)), ds
+
+
+def write_notebook(path: Path, *sources: str) -> Path:
+    """A notebook at ``path`` with one code cell per source (Python 3 kernel, no outputs)."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nbformat.write(nb, path)
+    return path

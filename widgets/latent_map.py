@@ -57,6 +57,8 @@ _SCALES = {
     "error": ["#fff5f0", "#fee0d2", "#fcbba1", "#fc9272", "#fb6a4a", "#ef3b2c", "#cb181d", "#a50f15", "#67000d"],
 }
 FLAG_LABELED, FLAG_SYNTHETIC, FLAG_BATCH = 1, 2, 4
+# the density contours drawn over the points: the lines that enclose these fractions of them
+CONTOUR_MASS = (0.25, 0.5, 0.75, 0.95)
 
 
 def _hex_rgb(c: str) -> tuple[int, int, int]:
@@ -80,6 +82,48 @@ def continuous_rgba(v: np.ndarray, stops: Sequence[str], lo: float, hi: float) -
     out[:, 3] = 255
     out[np.isnan(v), :3] = _hex_rgb(_MISSING)
     return out
+
+
+def contour_lines(
+    gx: np.ndarray, gy: np.ndarray, z: np.ndarray, at_points: np.ndarray, mass: Sequence[float] = CONTOUR_MASS
+) -> np.ndarray:
+    """Density contours as one float32 array of (x, y) vertices, polylines separated by NaN rows.
+
+    The level for a fraction ``p`` in ``mass`` is the density that ``p`` of the points exceed
+    (so its line encloses about that fraction of them: a highest-density region). Lines come
+    from contourpy (matplotlib's contouring engine); without it there are none.
+
+    Parameters
+    ----------
+    gx, gy : arrays of shape (g,) and (h,)
+        Grid coordinates (map units).
+    z : array of shape (h, g)
+        Density on the grid, ``z[j, i]`` at ``(gx[i], gy[j])``.
+    at_points : array of shape (n,)
+        Density at each point.
+
+    Returns
+    -------
+    array of float32, shape (k, 2)
+    """
+    try:
+        import contourpy
+    except ImportError:  # contours are an extra: the shading still shows the density
+        return np.zeros((0, 2), dtype=np.float32)
+    d = np.asarray(at_points, dtype=np.float64)
+    d = d[np.isfinite(d)]
+    if d.size < 2 or not np.isfinite(z).all() or float(z.max()) <= 0:
+        return np.zeros((0, 2), dtype=np.float32)
+    gen = contourpy.contour_generator(gx, gy, z)
+    parts = []
+    sep = np.full((1, 2), np.nan)
+    for level in np.unique(np.quantile(d, 1.0 - np.asarray(mass, dtype=np.float64))):
+        for line in gen.lines(float(level)):
+            if len(line) >= 2:
+                parts += [np.asarray(line, dtype=np.float64), sep]
+    if not parts:
+        return np.zeros((0, 2), dtype=np.float32)
+    return np.concatenate(parts[:-1]).astype(np.float32)
 
 
 def _fmt(x: float) -> str:
@@ -125,7 +169,7 @@ class LatentMap(anywidget.AnyWidget):
         Item ids (as in the label store).
     color_by : {"density", "uncertainty", "cluster", "label", "source", "error"}
         Initial colouring (the map's own dropdown changes it too). "density" is the KDE of
-        the map itself (KDEpy ``FFTKDE``).
+        the map itself (KDEpy ``FFTKDE``), coloured on a log scale.
     uncertainty, error : array of shape (n,), optional
         Continuous per-item values for colouring.
     cluster : array of shape (n,), optional
@@ -143,7 +187,8 @@ class LatentMap(anywidget.AnyWidget):
     kind : {"image", "signal", "vector", "text"}
         Hover preview: a thumbnail for images, a sparkline for signals and vectors.
     contours : bool
-        Shade the map's KDE (8 levels) under the points.
+        Shade the map's KDE (8 levels) under the points and draw its contours over them: the
+        lines that enclose 25, 50, 75 and 95% of the points (see :func:`contour_lines`).
     bandwidth : float or "scott"
         KDE bandwidth in standardised map units (see ``widgets._common.map_density``).
     hover : bool
@@ -171,6 +216,7 @@ class LatentMap(anywidget.AnyWidget):
     selection = traitlets.Bytes(b"").tag(sync=True)
     selection_rev = traitlets.Int(0).tag(sync=True)
     density_grid = traitlets.Bytes(b"").tag(sync=True)
+    contours_xy = traitlets.Bytes(b"").tag(sync=True)
     density = traitlets.Dict().tag(sync=True)
     proposal: traitlets.List = traitlets.List().tag(sync=True)
     legend = traitlets.Dict().tag(sync=True)
@@ -247,10 +293,11 @@ class LatentMap(anywidget.AnyWidget):
             if xy.shape[0] != self.n:
                 raise ValueError(f"xy: expected {self.n} rows (one per item on the map), got {xy.shape[0]}")
         else:
+            distinct = isinstance(ids, range)  # a range has no repeats: no need for the set
             ids = [str(i) for i in ids]
             if len(ids) != xy.shape[0]:
                 raise ValueError(f"ids: expected {xy.shape[0]} ids (one per row of xy), got {len(ids)}")
-            if len(set(ids)) != len(ids):
+            if not distinct and len(set(ids)) != len(ids):
                 raise ValueError("ids: expected unique item ids, got duplicates")
             self.ids: list[str] = ids
             self.n: int = len(ids)
@@ -273,12 +320,15 @@ class LatentMap(anywidget.AnyWidget):
             top = float(z.max()) if z.size else 0.0
             levels = np.zeros_like(z) if top <= 0 else np.floor(z / top * 8.0)
             self.density_grid = np.clip(levels, 0, 8).astype(np.uint8).tobytes()
+            lines = contour_lines(self.grid_x, self.grid_y, z, self._values["density"])
+            self.contours_xy = np.ascontiguousarray(lines, dtype=np.float32).tobytes()
             self.density = {
                 "size": int(z.shape[0]),
                 "extent": [float(self.grid_x[0]), float(self.grid_x[-1]), float(self.grid_y[0]), float(self.grid_y[-1])],
+                "mass": list(CONTOUR_MASS) if len(lines) else [],
             }
         else:
-            self.density_grid, self.density = b"", {}
+            self.density_grid, self.contours_xy, self.density = b"", b"", {}
 
     def update(self, xy: Any = None, **values: Any) -> None:
         """Change the map in place: new coordinates (same items, e.g. a retrained model's
@@ -407,15 +457,21 @@ class LatentMap(anywidget.AnyWidget):
             }
         else:
             v = self._values[by]
+            log = by == "density"  # densities span orders of magnitude: a linear scale shows one peak
+            if log:
+                pos = v[np.isfinite(v) & (v > 0)]
+                v = np.log(np.maximum(v, pos.min() if pos.size else 1e-300))
             fin = v[np.isfinite(v)]
             lo, hi = (float(np.percentile(fin, 1)), float(np.percentile(fin, 99))) if fin.size else (0.0, 1.0)
             rgba = continuous_rgba(v, _SCALES[by], lo, hi)
+            show = np.exp if log else float
             self.legend = {
                 "kind": "continuous",
                 "title": by,
                 "colors": _SCALES[by],
-                "lo": f"≤ {_fmt(lo)}",
-                "hi": f"≥ {_fmt(hi)}",
+                "lo": f"≤ {_fmt(show(lo))}",
+                "hi": f"≥ {_fmt(show(hi))}",
+                "scale": "log" if log else "linear",
             }
         self.colors = np.ascontiguousarray(rgba).tobytes()
 
@@ -423,8 +479,10 @@ class LatentMap(anywidget.AnyWidget):
     def refresh(self) -> None:
         """Re-read labels and sources (from the store when given) and redraw the marks."""
         f = np.zeros(self.n, dtype=np.uint8)
-        f[[v is not None for v in self.labels()]] |= FLAG_LABELED
-        f[[str(s) == "synthetic" for s in self.sources()]] |= FLAG_SYNTHETIC
+        if self.store is not None or self._labels_arg is not None:  # else none is labeled
+            f[[v is not None for v in self.labels()]] |= FLAG_LABELED
+        if self.store is not None or self._source_arg is not None:  # else all are real
+            f[[str(s) == "synthetic" for s in self.sources()]] |= FLAG_SYNTHETIC
         if self._batch:
             f[[i in self._batch for i in self.ids]] |= FLAG_BATCH
         with self.hold_sync():
@@ -507,14 +565,14 @@ class LatentMap(anywidget.AnyWidget):
             mask = np.unpackbits(np.frombuffer(bits, dtype=np.uint8), bitorder="little")[: self.n]
             idx = np.flatnonzero(mask)
             self.last_selection_shape = {"kind": content.get("kind"), "shape": content.get("shape") or []}
-            self._set_selection(idx)
             t = content.get("t")
-            if isinstance(t, int | float):
+            if isinstance(t, int | float):  # set before the callbacks run, so they can read it
                 self.last_select_ms = time.time() * 1000.0 - float(t)
+            self._set_selection(idx)
         elif kind == "hover" and self.hover:
             i = content.get("index")
             if isinstance(i, int) and 0 <= i < self.n:
-                self.show_item(self.ids[i])
+                self._show(i)
 
     # ---------------------------------------------------------------- hover
     def on_hover(self, callback: Callable[[str], Any]) -> None:
@@ -533,11 +591,17 @@ class LatentMap(anywidget.AnyWidget):
             return c[self.ids[k]]
         return c[k]
 
-    def preview_uri(self, item_id: Any) -> str | None:
-        """The data URI the hover preview shows for ``item_id`` (None without content)."""
+    def _index_of(self, item_id: Any) -> int:
         k = self._pos.get(str(item_id))
         if k is None:
             raise ValueError(f"item_id: {item_id!r} is not on the map")
+        return k
+
+    def preview_uri(self, item_id: Any) -> str | None:
+        """The data URI the hover preview shows for ``item_id`` (None without content)."""
+        return self._preview_at(self._index_of(item_id))
+
+    def _preview_at(self, k: int) -> str | None:
         x = self._content_at(k)
         if x is None or self.kind == "text":
             return None
@@ -557,19 +621,27 @@ class LatentMap(anywidget.AnyWidget):
 
     def show_item(self, item_id: Any) -> None:
         """Show one item in the preview beside the plot (what hovering does)."""
-        k = self._pos.get(str(item_id))
-        if k is None:
-            raise ValueError(f"item_id: {item_id!r} is not on the map")
+        self._show(self._index_of(item_id))
+
+    def _label_source_at(self, k: int) -> tuple[Any, Any]:
+        """(label or None, source) of the item at position k; O(1) without a store (a hover
+        at 10^6 points must not copy per-item lists: the kernel would hold later messages)."""
+        if self.store is not None:
+            return self.labels()[k], self.sources()[k]
+        v = None if self._labels_arg is None else self._labels_arg[k]
+        label = None if (v is None or v == -1 or v != v) else v
+        return label, "real" if self._source_arg is None else self._source_arg[k]
+
+    def _show(self, k: int) -> None:
         lines = []
-        for name in ("label", "source"):
-            v = self._categories(name)[k] if name != "label" else self.labels()[k]
+        for name, v in zip(("label", "source"), self._label_source_at(k), strict=True):
             lines.append(f"{name}: {'—' if v is None else v}")
         for name in ("uncertainty", "error", "cluster", "density"):
             if name in self._values:
                 v = self._values[name][k]
                 lines.append(f"{name}: {_fmt(float(v)) if name != 'cluster' else v}")
         info: dict[str, Any] = {"id": self.ids[k], "index": k, "lines": lines}
-        uri = self.preview_uri(item_id)
+        uri = self._preview_at(k)
         if uri is not None:
             info["src"] = uri
         elif self.kind == "text" and self.content is not None:
