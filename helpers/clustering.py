@@ -241,20 +241,28 @@ def dbscan_clusters(Z: Any, *, eps: float, min_samples: int = 5) -> ClusterResul
 # --------------------------------------------------------------------------------------------
 
 
+#: Rows per distance block on the CPU: larger blocks only add page faults (10^6 x 16 to 100
+#: centres: 0.08 s in 8192-row blocks into reused buffers, 0.25 s in 65k-row temporaries).
+CPU_DIST_BLOCK = 8192
+
+
 def _sq_dists_min(X, x_sq, C, *, block: int):
     """(min squared distance, argmin) of every row of X to the rows of C, blockwise."""
     import torch
 
     c_sq = (C * C).sum(dim=1)
+    CT = C.T.contiguous()
     n = X.shape[0]
+    if X.device.type == "cpu":
+        block = min(block, CPU_DIST_BLOCK)
     best = torch.empty(n, dtype=X.dtype, device=X.device)
     arg = torch.empty(n, dtype=torch.int64, device=X.device)
+    d2 = torch.empty((min(block, n), C.shape[0]), dtype=X.dtype, device=X.device)
     for i in range(0, n, block):
         j = min(n, i + block)
-        d2 = torch.addmm(c_sq, X[i:j], C.T, alpha=-2.0)  # |c|^2 - 2 x.c
-        v, a = d2.min(dim=1)
-        best[i:j] = (v + x_sq[i:j]).clamp_(min=0)
-        arg[i:j] = a
+        torch.addmm(c_sq, X[i:j], CT, alpha=-2.0, out=d2[: j - i])  # |c|^2 - 2 x.c
+        torch.min(d2[: j - i], 1, out=(best[i:j], arg[i:j]))
+    best.add_(x_sq).clamp_(min=0)
     return best, arg
 
 

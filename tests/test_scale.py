@@ -144,3 +144,18 @@ def test_bad_input_is_refused_with_the_argument_named(pool, tmp_path):
     Xn[7, 3] = np.nan
     with pytest.raises(ValueError, match="finite"):
         stream_round(Xn, ens, budget=5, labeled_ids=[0, 1, 2])
+
+
+def test_the_readme_example_runs_as_written(tmp_path, monkeypatch):
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "stream_round(" in b]
+    assert len(blocks) == 1
+    monkeypatch.chdir(tmp_path)
+    ns: dict = {}
+    exec(compile(blocks[0], "README.md", "exec"), ns)
+    r = ns["r"]
+    assert len(r.selected) == 1000 and not np.isin(r.selected, ns["labeled"]).any()
+    assert r.scores.shape == (100_000,) and set(r.timings) >= {"score", "density", "select"}
