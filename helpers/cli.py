@@ -134,8 +134,34 @@ def lab_command(extra: list[str]) -> list[str]:
     return cmd + extra
 
 
+def _run_forwarding_signals(cmd: list[str]) -> int:
+    """Run ``cmd`` and wait for it; SIGTERM / SIGHUP to this process are passed on to it.
+
+    Without that, stopping ``gapscope lab`` with a plain terminate (a service manager, a
+    test's ``proc.terminate()``) ended only this wrapper and left JupyterLab running,
+    re-parented to init. Ctrl-C reaches both already (it goes to the process group).
+    """
+    import signal
+
+    proc = subprocess.Popen(cmd)
+    names = [n for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    old = {}
+    for n in names:
+        sig = getattr(signal, n)
+        old[sig] = signal.signal(sig, lambda signum, _frame: proc.send_signal(signum))
+    try:
+        while True:
+            try:
+                return proc.wait()
+            except KeyboardInterrupt:  # the server got it too; wait for its shutdown
+                continue
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
 def _cmd_lab(args: argparse.Namespace) -> int:
-    return subprocess.call(lab_command(args.extra))
+    return _run_forwarding_signals(lab_command(args.extra))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -215,7 +215,7 @@ def test_lab_command_line(monkeypatch):
     from gapscope.helpers import cli
 
     calls = []
-    monkeypatch.setattr(cli.subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+    monkeypatch.setattr(cli, "_run_forwarding_signals", lambda cmd: calls.append(cmd) or 0)
     monkeypatch.setattr(cli.os, "geteuid", lambda: 0)
     assert cli.main(["lab", "--no-browser", "--port", "9999"]) == 0
     cmd = calls[-1]
@@ -273,7 +273,8 @@ def test_gapscope_lab_starts_and_answers_on_localhost_only(tmp_path):
             f"lab never answered (exit {proc.poll()}):\n{(tmp_path / 'lab.log').read_text()[-3000:]}"
         )
         assert answer[0] == 200 and "started" in answer[1]
-        addrs = _listening(_tree(proc.pid))
+        tree = _tree(proc.pid)
+        addrs = _listening(tree)
         assert ("127.0.0.1", port) in addrs, addrs
         assert not [a for a in addrs if a[0] in ("0.0.0.0", "::")], addrs
     finally:
@@ -284,6 +285,14 @@ def test_gapscope_lab_starts_and_answers_on_localhost_only(tmp_path):
             proc.kill()
             proc.wait(10)
         log.close()
+    # terminating `gapscope lab` stops JupyterLab too (it used to be left running, orphaned)
+    import psutil
+
+    deadline = time.time() + 30
+    while time.time() < deadline and any(psutil.pid_exists(p) for p in tree - {proc.pid}):
+        time.sleep(0.2)
+    alive = [p for p in tree - {proc.pid} if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
+    assert not alive, alive
 
 
 # ------------------------------------------------------------------ item 11: local Ray
