@@ -925,11 +925,15 @@ def _ray_scorer_class():
             self.scores = scores
 
         def __call__(self, batch: dict) -> dict:
+            import numpy as np
+
             from .scoring import score_pool
 
-            out = score_pool(
-                self.ensemble, batch["data"], scores=self.scores, batch_size=len(batch["data"])
-            )
+            x = batch["data"] if "data" in batch else next(iter(batch.values()))
+            if x.dtype == object:  # a list column read from Parquet: one array per row
+                x = np.stack(list(x))
+            x = np.asarray(x, dtype=np.float32)
+            out = score_pool(self.ensemble, x, scores=self.scores, batch_size=len(x))
             return {k: out[k] for k in self.scores}
 
     return _Scorer
@@ -953,6 +957,12 @@ def score_pool_ray(
     ``Ensemble.save`` bytes). Order is preserved, so the result is in pool order and equals
     the local ``score_pool`` on the same pool.
 
+    ``X`` is an array of shape (n, *feature_shape), or a pool file
+    (:class:`gapscope.helpers.scale.PoolFile`, or its path): a Parquet file is read by the
+    workers themselves (``ray.data.read_parquet``, so on a cluster it must be on storage
+    every node sees and the pool never passes through this process); an Arrow IPC file is
+    read here chunk by chunk into Ray's object store.
+
     ``ray_address`` is a running cluster (``"ray://head:10001"``, ``"auto"``); default
     ``$RAY_ADDRESS``, else a local Ray started for this call (see :func:`run_grid`).
     """
@@ -962,8 +972,12 @@ def score_pool_ray(
     import ray
 
     from ._validation import check_array
+    from .scale import PoolFile
 
-    X = check_array(X, name="X", ndim=(2, 3), dtype=np.float32)
+    if isinstance(X, (str, os.PathLike)):
+        X = PoolFile(X)
+    if not isinstance(X, PoolFile):
+        X = check_array(X, name="X", ndim=(2, 3), dtype=np.float32)
     started_here = _connect_ray(ray_address)
     try:
         ctx = ray.data.DataContext.get_current()
@@ -972,12 +986,20 @@ def score_pool_ray(
             num_gpus_per_actor = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
         buf = io.BytesIO()
         ensemble.save(buf)
-        # one block per batch, so every actor gets work
-        n_blocks = max(int(concurrency), -(-len(X) // int(batch_size)))
-        blocks = [blk for blk in np.array_split(X, n_blocks) if len(blk)]
+        if isinstance(X, PoolFile) and X.format == "parquet":
+            ds = ray.data.read_parquet(X.path).select_columns([X.column])
+            # the read tasks need a CPU beside the scoring actors (on a 2-CPU Ray, 2 actors
+            # took both and the reads waited for ever)
+            cpus = int(ray.cluster_resources().get("CPU", 1))
+            concurrency = max(1, min(int(concurrency), cpus - 1))
+        elif isinstance(X, PoolFile):
+            ds = ray.data.from_numpy(list(X.batches(int(batch_size))))
+        else:
+            # one block per batch, so every actor gets work
+            n_blocks = max(int(concurrency), -(-len(X) // int(batch_size)))
+            ds = ray.data.from_numpy([blk for blk in np.array_split(X, n_blocks) if len(blk)])
         out = (
-            ray.data.from_numpy(blocks)
-            .map_batches(
+            ds.map_batches(
                 _ray_scorer_class(),
                 fn_constructor_args=(buf.getvalue(), tuple(scores)),
                 batch_size=batch_size,

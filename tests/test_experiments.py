@@ -364,6 +364,30 @@ def test_score_pool_on_ray_data_equals_local():
 
 
 @pytest.mark.slow
+def test_score_pool_on_ray_data_reads_pool_files(tmp_path):
+    """A Parquet pool is read by the Ray workers, an Arrow one chunk by chunk: same scores."""
+    ray = pytest.importorskip("ray")
+    from gapscope.helpers.models import Ensemble
+    from gapscope.helpers.scale import write_pool_file
+    from gapscope.helpers.scoring import score_pool
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(500, 6)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64)
+    ens = Ensemble("mlp", 2, n_classes=2, hidden=(8,), epochs=2, device="cpu", random_state=0).fit(X, y)
+    local = score_pool(ens, X, scores=("ensemble_uncertainty",))["ensemble_uncertainty"]
+    pq = write_pool_file(tmp_path / "p.parquet", X, format="parquet", batch_rows=128)
+    arrow = write_pool_file(tmp_path / "p.arrow", X, batch_rows=128)
+    E._init_local_ray(2)
+    try:
+        for src in (str(pq.path), arrow):
+            got = E.score_pool_ray(ens, src, scores=("ensemble_uncertainty",), batch_size=100)
+            np.testing.assert_allclose(got["ensemble_uncertainty"], local, rtol=1e-5, atol=1e-6)
+    finally:
+        ray.shutdown()
+
+
+@pytest.mark.slow
 def test_concurrent_runs_get_one_blas_thread_each(tmp_path):
     """Two kernels with 2 OpenMP threads each on 2 cores spin: runs took 3-4x longer."""
     nb = nbformat.v4.new_notebook()
