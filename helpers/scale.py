@@ -29,7 +29,6 @@ read can be dropped by the OS at any time. The same function takes an in-memory 
 
 from __future__ import annotations
 
-import numbers
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -39,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from ._validation import check_choice, check_random_state, is_torch
+from .clustering import _check_int
 
 __all__ = [
     "PoolFile",
@@ -51,12 +51,6 @@ __all__ = [
 
 _ARROW_MAGIC = b"ARROW1"
 _PARQUET_MAGIC = b"PAR1"
-
-
-def _check_int(value: Any, *, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < low:
-        raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
-    return int(value)
 
 
 # --------------------------------------------------------------------------------------
